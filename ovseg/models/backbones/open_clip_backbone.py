@@ -1,0 +1,105 @@
+"""Frozen open_clip backbone returning :class:`DenseFeatures` for ViT, ResNet and ConvNeXt towers."""
+import torch
+from mmengine.model import BaseModule
+
+from ovseg.models.backbones.convnext_dense import convnext_dense_forward, convnext_project
+from ovseg.models.backbones.open_clip_loader import build_open_clip
+from ovseg.models.backbones.resnet_dense import resnet_dense_forward
+from ovseg.models.backbones.vit_dense import vit_dense_forward
+from ovseg.registry import MODELS
+
+
+def _tower_kind(visual):
+    name = type(visual).__name__
+    if name == 'VisionTransformer':
+        return 'vit'
+    if name == 'ModifiedResNet':
+        return 'resnet'
+    if name == 'TimmModel' and 'convnext' in type(visual.trunk).__name__.lower():
+        return 'convnext'
+    raise NotImplementedError(f'No dense-feature path for open_clip vision tower {name}; supported: '
+                              f'VisionTransformer, ModifiedResNet, timm ConvNeXt.')
+
+
+@MODELS.register_module()
+class OpenCLIPBackbone(BaseModule):
+    """A frozen open_clip CLIP model whose forward returns dense features.
+
+    The whole CLIP model (both towers) is held as ``self.clip`` so the text side
+    (:class:`OVTextClassifier`) encodes prompts with the same weights; its parameters never train.
+
+    Args:
+        model_name (str): open_clip architecture name. Default 'ViT-B-16'.
+        pretrained (str, optional): open_clip pretrained tag (downloaded only if the hub answers).
+        checkpoint (str, optional): local open_clip state-dict file (``weights_only=True``).
+        arch (dict, optional): inline open_clip config instead of ``model_name`` (tiny test models).
+        cache_dir (str, optional): download cache for pretrained tags.
+        token_layers (Sequence[str]): intermediates to return in ``DenseFeatures.tokens`` (ViT: submodules
+            of ``visual.transformer`` such as 'resblocks.-3.ln_2', or 'last_keys'; ResNet: 'layer1'..'layer4';
+            ConvNeXt: 'res2'..'res5').
+        with_global (bool): also return the pooled image embedding. Default False.
+    """
+
+    def __init__(self, model_name='ViT-B-16', pretrained=None, checkpoint=None, arch=None, cache_dir=None,
+                 token_layers=(), with_global=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.clip = build_open_clip(model_name, pretrained, checkpoint, arch, cache_dir)
+        self.clip.requires_grad_(False)
+        self.kind = _tower_kind(self.clip.visual)
+        self.model_name = model_name if arch is None else 'custom'
+        self.context_length = int(getattr(self.clip, 'context_length', 77))
+        self.token_layers = tuple(token_layers)
+        self.with_global = with_global
+        self._tokenizer = None
+
+    @property
+    def stride(self):
+        """Output stride of the dense map (patch size for ViT, 32 for ResNet/ConvNeXt)."""
+        if self.kind == 'vit':
+            return int(self.clip.visual.patch_size[0])
+        return 32
+
+    @property
+    def embed_dim(self):
+        """Channels of the joint image-text space."""
+        return int(self.clip.text_projection.shape[-1]) if getattr(self.clip, 'text_projection', None) \
+            is not None else int(self.clip.visual.output_dim)
+
+    @property
+    def tokenizer(self):
+        """open_clip tokenizer of this architecture (SimpleTokenizer for inline configs)."""
+        if self._tokenizer is None:
+            import open_clip
+            if self.model_name == 'custom':
+                self._tokenizer = open_clip.SimpleTokenizer(context_length=self.context_length)
+            else:
+                self._tokenizer = open_clip.get_tokenizer(self.model_name)
+        return self._tokenizer
+
+    def train(self, mode=True):
+        """The CLIP model stays in eval mode (frozen, no dropout)."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def forward(self, x, token_layers=None, with_global=None):
+        """(B, 3, H, W) normalised images -> :class:`DenseFeatures` (H, W multiples of ``stride``)."""
+        token_layers = self.token_layers if token_layers is None else tuple(token_layers)
+        with_global = self.with_global if with_global is None else with_global
+        forward = {'vit': vit_dense_forward, 'resnet': resnet_dense_forward,
+                   'convnext': convnext_dense_forward}[self.kind]
+        if self.kind == 'convnext' and not token_layers:
+            token_layers = ('res2', 'res3', 'res4', 'res5')
+        return forward(self.clip.visual, x, token_layers, with_global)
+
+    def project_pooled(self, feats):
+        """ConvNeXt only: (N, C) pooled stage-4 features -> (N, E) through the CLIP head (FC-CLIP)."""
+        if self.kind != 'convnext':
+            raise NotImplementedError('project_pooled is defined for ConvNeXt towers only.')
+        return convnext_project(self.clip.visual, feats)
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens):
+        """Text tower: (N, L) token ids -> (N, E) unnormalised embeddings, trimmed to the longest prompt."""
+        from ovseg.models.text_encoders.trimmed_text import encode_text_trimmed
+        return encode_text_trimmed(self.clip, tokens)

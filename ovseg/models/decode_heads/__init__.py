@@ -1,0 +1,3 @@
+from .similarity_head import OVSimilarityHead
+
+__all__ = ['OVSimilarityHead']

@@ -1,0 +1,172 @@
+"""Open-vocabulary segmentor over dense CLIP features (MaskCLIP, CLIP-DINOiser, ...)."""
+import torch
+import torch.nn.functional as F
+from mmseg.models.segmentors.base import BaseSegmentor
+
+from ovseg.models.utils.prob_rules import apply_background, key_smoothing, prompt_denoise
+from ovseg.models.utils.seg_results import pack_seg_results
+from ovseg.models.utils.sliding_window import slide_inference
+from ovseg.registry import MODELS
+from ovseg.text import load_vocabulary
+
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+@MODELS.register_module()
+class OVSegmentor(BaseSegmentor):
+    """Dense CLIP features classified against a text vocabulary, with whole or slide inference.
+
+    Call graph::
+
+        predict(inputs, data_samples)
+          └─ inference(inputs)               whole, or slide windows batched through encode_decode
+               └─ encode_decode(crops)       pad to stride ─ extract_feat ─ head ─ softmax ─ rules ─ upsample
+                    └─ extract_feat(crops)   backbone (DenseFeatures) ─ optional refiner
+          └─ pack_seg_results(...)            unpad, resize to the original shape, argmax -> SegDataSample
+
+    Scores stored in ``seg_logits`` are class probabilities (softmax of the scaled cosine, after the
+    test-time rules), averaged over slide windows as in the CLIP-DINOiser / MaskCLIP evaluation code.
+
+    Args:
+        backbone (dict): e.g. ``dict(type='OpenCLIPBackbone', model_name='ViT-B-16', pretrained=...)``.
+        vocabulary: anything :func:`ovseg.text.load_vocabulary` accepts ('voc21', a list of names, ...).
+        text_classifier (dict): ``OVTextClassifier`` config (templates, cache). Default imagenet80.
+        head (dict): ``OVSimilarityHead`` config (logit scale 100).
+        refiner (dict, optional): a dense-feature refiner (e.g. CLIP-DINOiser).
+        background (dict, optional): background rule: ``thresh`` (top probability below which a location
+            is background), ``objectness_thresh`` (0.5), ``names`` (synonyms that replace the background
+            class's own, e.g. ``ovseg.text.BACKGROUND_STUFF``), ``class_name`` ('background').
+        kspd (dict, optional): MaskCLIP+ test-time refinement: ``pd_thresh`` (0.5), ``ks_thresh`` (1.0),
+            ``key_norm`` ('spatial' as in the original code).
+        test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
+        precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
+            similarity, softmax and rules always run in float32.
+        data_preprocessor (dict): ``SegDataPreProcessor`` config with CLIP mean/std, RGB.
+    """
+
+    def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
+                 head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,
+                 test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None):
+        if isinstance(data_preprocessor, dict):  # mmseg's registry, so no default scope is needed
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.text_classifier = MODELS.build(text_classifier)
+        self.head = MODELS.build(head)
+        self.refiner = MODELS.build(refiner) if refiner is not None else None
+        self.background = dict(background) if background is not None else None
+        self.kspd = dict(kspd) if kspd is not None else None
+        self.test_cfg = dict(test_cfg)
+        if precision not in PRECISIONS:
+            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        self.precision = precision
+        self.align_corners = False
+        needed = tuple(getattr(self.refiner, 'token_layers', ()))
+        if self.kspd and self.kspd.get('ks_thresh', 0) > 0:
+            needed += ('last_keys',)
+        missing = tuple(n for n in needed if n not in self.backbone.token_layers)
+        self.backbone.token_layers = tuple(self.backbone.token_layers) + missing
+        self.set_vocabulary(vocabulary)
+
+    # ----------------------------------------------------------------------------------- vocabulary
+    def set_vocabulary(self, vocabulary):
+        """Use a new vocabulary (text embeddings are computed lazily and cached)."""
+        vocab = load_vocabulary(vocabulary)
+        self.background_index = None
+        if self.background is not None:
+            vocab, self.background_index = self._resolve_background(vocab)
+        self.vocabulary = vocab
+
+    def _resolve_background(self, vocab):
+        name = self.background.get('class_name', 'background')
+        lowered = [n.lower() for n in vocab.names]
+        if name.lower() not in lowered:
+            if self.background.get('optional', False):
+                return vocab, None
+            raise ValueError(f'The background rule needs a class named {name!r} in the vocabulary; '
+                             f'got {vocab.names[:8]}{"..." if len(vocab) > 8 else ""}.')
+        index = lowered.index(name.lower())
+        if self.background.get('names'):
+            # keep the display name; the stuff names become its synonyms (max over synonyms scores it)
+            synonyms = (vocab.classes[index][0],) + tuple(self.background['names'])
+            vocab = vocab.with_class_synonyms(index, synonyms)
+        return vocab, index
+
+    @property
+    def class_names(self):
+        return self.vocabulary.names
+
+    def class_embeddings(self):
+        """ClassEmbeddings of the current vocabulary on the model's device."""
+        return self.text_classifier(self.backbone, self.vocabulary)
+
+    # ------------------------------------------------------------------------------------- forward
+    def _autocast(self, device):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    def extract_feat(self, inputs):
+        """(B, 3, H, W) -> DenseFeatures (refined when a refiner is configured); H, W multiples of stride."""
+        with self._autocast(inputs.device):
+            feats = self.backbone(inputs)
+            if self.refiner is not None:
+                feats = self.refiner(feats)
+        return feats
+
+    def scores_from_features(self, feats):
+        """DenseFeatures -> (B, K, h, w) float32 probabilities after kspd and the background rule."""
+        logits = self.head(feats.dense, self.class_embeddings())
+        if self.kspd and self.kspd.get('pd_thresh', 0) > 0:
+            logits = prompt_denoise(logits, self.kspd['pd_thresh'])
+        probs = logits.softmax(dim=1)
+        if self.kspd and self.kspd.get('ks_thresh', 0) > 0:
+            probs = key_smoothing(probs, feats.tokens['last_keys'], self.kspd['ks_thresh'],
+                                  self.kspd.get('key_norm', 'spatial'))
+        if self.background_index is not None:
+            probs = apply_background(probs, self.background_index, self.background.get('thresh'),
+                                     feats.objectness, self.background.get('objectness_thresh', 0.5))
+        return probs
+
+    def encode_decode(self, inputs, batch_img_metas=None):
+        """(B, 3, H, W) -> (B, K, H, W) probabilities at input resolution (padded to the stride inside)."""
+        height, width = inputs.shape[-2:]
+        stride = self.backbone.stride
+        pad_h, pad_w = (-height) % stride, (-width) % stride
+        if pad_h or pad_w:
+            inputs = F.pad(inputs, (0, pad_w, 0, pad_h))
+        probs = self.scores_from_features(self.extract_feat(inputs))
+        probs = F.interpolate(probs, size=inputs.shape[-2:], mode='bilinear', align_corners=False)
+        return probs[:, :, :height, :width]
+
+    def inference(self, inputs, batch_img_metas=None):
+        """Whole or slide inference (``test_cfg.mode``) -> (B, K, H, W) probabilities."""
+        mode = self.test_cfg.get('mode', 'whole')
+        if mode == 'whole':
+            return self.encode_decode(inputs)
+        if mode != 'slide':
+            raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
+        crop = _pair(self.test_cfg['crop_size'])
+        stride = _pair(self.test_cfg['stride'])
+        return slide_inference(inputs, self.encode_decode, crop, stride, self.test_cfg.get('window_batch', 8))
+
+    @torch.no_grad()
+    def predict(self, inputs, data_samples=None):
+        """Inputs from the data preprocessor -> list of ``SegDataSample`` (seg_logits, pred_sem_seg)."""
+        probs = self.inference(inputs)
+        return pack_seg_results(probs, data_samples, inputs.shape[-2:])
+
+    def _forward(self, inputs, data_samples=None):
+        return self.inference(inputs)
+
+    def loss(self, inputs, data_samples):
+        """Trains the refiner when it defines ``loss``; the CLIP backbone is frozen."""
+        if self.refiner is None or not hasattr(self.refiner, 'loss'):
+            raise RuntimeError('This OVSegmentor has nothing to train: MaskCLIP is training-free. '
+                               'Configure a trainable refiner (e.g. CLIP-DINOiser) to use tools/train.py.')
+        with self._autocast(inputs.device):
+            feats = self.backbone(inputs)
+        return self.refiner.loss(feats, inputs, data_samples)
+
+
+def _pair(value):
+    return (int(value), int(value)) if isinstance(value, (int, float)) else tuple(int(v) for v in value)

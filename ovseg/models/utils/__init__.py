@@ -1,0 +1,3 @@
+from .dense_features import DenseFeatures
+
+__all__ = ['DenseFeatures']

@@ -1,0 +1,269 @@
+"""Tests of ovseg.text.vocabulary: built-in vocabularies, user vocabularies and every error path."""
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ovseg.text import (BACKGROUND_STUFF, Vocabulary, VocabularyError, available_vocabularies,
+                        load_vocabulary, parse_vocabulary_file)
+from ovseg.text.vocabulary import VOCABULARY_DIR
+
+COUNTS = {'voc21': 21, 'voc20': 20, 'pc60': 60, 'pc59': 59, 'pc459': 459, 'coco_stuff171': 171,
+          'coco_object81': 81, 'cityscapes19': 19, 'ade150': 150, 'ade847': 847}
+
+# built-in vocabulary -> mmseg dataset class whose METAINFO classes it must equal, in order
+MMSEG_DATASETS = {'voc21': 'PascalVOCDataset', 'pc60': 'PascalContextDataset',
+                  'pc59': 'PascalContextDataset59', 'coco_stuff171': 'COCOStuffDataset',
+                  'cityscapes19': 'CityscapesDataset', 'ade150': 'ADE20KDataset'}
+
+
+def mmseg_classes(dataset):
+    """METAINFO classes of an mmseg dataset (imported lazily; skip when mmseg cannot be imported)."""
+    try:
+        from ovseg.utils.mmcv_ops import ensure_mmcv_ops
+        ensure_mmcv_ops()
+        import mmseg.datasets
+    except Exception as err:  # noqa: BLE001  any import failure means "no mmseg here"
+        pytest.skip(f'mmseg.datasets cannot be imported: {err!r}')
+    return list(getattr(mmseg.datasets, dataset).METAINFO['classes'])
+
+
+def write(tmp_path, text, name='vocab.txt'):
+    path = tmp_path / name
+    path.write_text(text, encoding='utf-8')
+    return path
+
+
+# ------------------------------------------------------------------------------ built-in vocabularies
+def test_available_vocabularies():
+    assert available_vocabularies() == sorted(COUNTS)
+
+
+@pytest.mark.parametrize('name,count', sorted(COUNTS.items()))
+def test_builtin_counts_and_format(name, count):
+    vocab = load_vocabulary(name)
+    assert len(vocab) == count and vocab.name == name
+    lines = (VOCABULARY_DIR / f'{name}.txt').read_text(encoding='utf-8').splitlines()
+    assert lines[0].startswith('# ')  # source note
+    data = [line for line in lines if not line.startswith('#')]
+    assert [int(line.split(':', 1)[0]) for line in data] == list(range(count))
+    assert all(line == line.strip() and ', ' not in line for line in data)
+
+
+@pytest.mark.parametrize('name', sorted(MMSEG_DATASETS))
+def test_builtin_names_equal_mmseg(name):
+    expected = [c.strip() for c in mmseg_classes(MMSEG_DATASETS[name])]
+    assert load_vocabulary(name).names == expected
+
+
+def test_derived_vocabularies():
+    voc21, coco = load_vocabulary('voc21'), load_vocabulary('coco_stuff171')
+    assert load_vocabulary('voc20').classes == voc21.classes[1:]
+    assert voc21.classes[0] == ('background',)
+    assert load_vocabulary('pc60').classes[1:] == load_vocabulary('pc59').classes
+    coco_object = load_vocabulary('coco_object81')
+    assert coco_object.classes[0] == ('background',)
+    assert coco_object.classes[1:] == coco.classes[:80]
+
+
+def test_large_vocabularies_consistent_with_small():
+    assert set(load_vocabulary('pc59').names) <= set(load_vocabulary('pc459').names)
+    missing = set(load_vocabulary('ade150').names) - set(load_vocabulary('ade847').names)
+    assert missing == {'screen'}  # ADE-847 splits it into 'crt screen' / 'projection screen'
+
+
+def test_builtin_spot_checks():
+    ade847, pc459 = load_vocabulary('ade847'), load_vocabulary('pc459')
+    assert ade847.names[:4] == ['wall', 'building', 'sky', 'tree']
+    assert ade847.names[-1] == 'adding machine'
+    assert ade847.names[114] == 'bag' and ade847.names[252] == 'handbag'
+    assert pc459.names[:3] == ['accordion', 'aeroplane', 'air conditioner']
+    assert pc459.names[430] == 'unknown' and pc459.names[-1] == 'wool'
+    assert load_vocabulary('ade150').classes[0][:2] == ('wall', 'walls')
+
+
+@pytest.mark.parametrize('spec,name', [('ADE150', 'ade150'), ('ade-150', 'ade150'),
+                                       ('coco-stuff-171', 'coco_stuff171'), (' Voc21 ', 'voc21'),
+                                       ('ade20k', 'ade150'), ('cityscapes', 'cityscapes19')])
+def test_builtin_name_spellings(spec, name):
+    assert load_vocabulary(spec).name == name
+
+
+# ---------------------------------------------------------------------------- synonyms and copies
+@pytest.mark.parametrize('spec', ['ade847', 'coco_stuff171', ['cat', 'person|man|woman']])
+def test_synonyms_consistent(spec):
+    vocab = load_vocabulary(spec)
+    synonyms, owners = vocab.synonyms, vocab.synonym_to_class
+    assert len(synonyms) == len(owners) == sum(len(c) for c in vocab.classes)
+    assert all(s in vocab.classes[k] for s, k in zip(synonyms, owners))
+    assert owners == sorted(owners) and set(owners) == set(range(len(vocab)))
+    assert vocab.names == [c[0] for c in vocab.classes]
+    assert len({s.lower() for s in synonyms}) == len(synonyms)
+
+
+def test_vocabulary_object():
+    vocab = Vocabulary([[' cat '], ['Golden Retriever', 'dog']])
+    assert vocab.classes == (('cat',), ('Golden Retriever', 'dog')) and vocab.name is None
+    assert len(vocab) == 2 and load_vocabulary(vocab) is vocab
+    assert vocab == Vocabulary((('cat',), ('Golden Retriever', 'dog')))
+    assert hash(vocab) == hash(Vocabulary((('cat',), ('Golden Retriever', 'dog'))))
+    assert 'num_classes=2' in repr(vocab)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        vocab.name = 'x'
+
+
+def test_with_class_synonyms():
+    voc = load_vocabulary('voc21')
+    new = voc.with_class_synonyms(0, ('background',) + BACKGROUND_STUFF)
+    assert new.classes[0] == ('background',) + BACKGROUND_STUFF
+    assert new.classes[1:] == voc.classes[1:] and new.name == 'voc21'
+    assert voc.classes[0] == ('background',)  # original untouched
+    assert voc.with_class_synonyms(-1, 'tv|television').classes[-1] == ('tv', 'television')
+
+
+def test_with_class_synonyms_conflicts():
+    coco = load_vocabulary('coco_object81')
+    new = coco.with_class_synonyms(0, BACKGROUND_STUFF)
+    assert 'bed' not in new.classes[0] and len(new.classes[0]) == len(BACKGROUND_STUFF) - 1
+    with pytest.raises(VocabularyError, match="'bed'"):
+        coco.with_class_synonyms(0, BACKGROUND_STUFF, drop_conflicts=False)
+    with pytest.raises(VocabularyError, match='already names'):
+        coco.with_class_synonyms(0, ['bed', 'Person'])
+    with pytest.raises(VocabularyError, match='out of range'):
+        coco.with_class_synonyms(81, ['x'])
+    with pytest.raises(VocabularyError, match='empty class name'):
+        coco.with_class_synonyms(0, [])
+
+
+def test_background_stuff():
+    assert len(BACKGROUND_STUFF) == 26 == len(set(BACKGROUND_STUFF))
+    assert BACKGROUND_STUFF[:3] == ('sky', 'wall', 'tree') and BACKGROUND_STUFF[-1] == 'fence'
+
+
+# -------------------------------------------------------------------------------- user vocabularies
+def test_user_lists():
+    assert load_vocabulary(['cat', ' person | man|Woman ']).classes == (
+        ('cat',), ('person', 'man', 'Woman'))
+    assert load_vocabulary([['cat'], ('person', 'man')]).classes == (('cat',), ('person', 'man'))
+    assert load_vocabulary(['xyz']).classes == (('xyz',),)
+
+
+def test_user_comma_string():
+    vocab = load_vocabulary(' cat, dog ,person|man ')
+    assert vocab.classes == (('cat',), ('dog',), ('person', 'man')) and vocab.name is None
+
+
+def test_vocabulary_file(tmp_path):
+    path = write(tmp_path, '# note\n0:cat,kitty\n1: dog , puppy\n\n')
+    for spec in (path, str(path)):
+        vocab = load_vocabulary(spec)
+        assert vocab.classes == (('cat', 'kitty'), ('dog', 'puppy')) and vocab.name is None
+    assert parse_vocabulary_file(path, name='pets').name == 'pets'
+
+
+# ------------------------------------------------------------------------------------ error paths
+def test_unknown_name():
+    with pytest.raises(VocabularyError) as err:
+        load_vocabulary('xyz')
+    message = str(err.value)
+    assert 'unknown vocabulary' in message and "pass a list, e.g. ['xyz']" in message
+    assert all(name in message for name in COUNTS)
+
+
+@pytest.mark.parametrize('spec', ['', '   ', [], ()])
+def test_empty_vocabulary(spec):
+    with pytest.raises(VocabularyError, match='empty vocabulary'):
+        load_vocabulary(spec)
+
+
+@pytest.mark.parametrize('spec', ['cat,,dog', 'cat, dog,', ['cat', ' '], [[]], ['cat', '|']])
+def test_empty_class_name(spec):
+    with pytest.raises(VocabularyError, match='empty class name'):
+        load_vocabulary(spec)
+
+
+def test_empty_synonym():
+    with pytest.raises(VocabularyError, match='empty synonym'):
+        load_vocabulary(['person||man'])
+
+
+def test_duplicate_class():
+    with pytest.raises(VocabularyError) as err:
+        load_vocabulary(['cat', 'dog', ' Cat '])
+    message = str(err.value)
+    assert 'duplicate class' in message and "'cat'" in message
+    assert 'position 0' in message and 'position 2' in message
+
+
+def test_synonym_in_two_classes():
+    with pytest.raises(VocabularyError, match="synonym 'Man' is in two classes"):
+        load_vocabulary(['person|man', 'guy|Man'])
+
+
+def test_synonym_twice_in_class():
+    with pytest.raises(VocabularyError, match='twice'):
+        load_vocabulary(['person|man|Man'])
+
+
+@pytest.mark.parametrize('spec', [3, None, [3], [['cat', 3]], {'cat'}])
+def test_bad_types(spec):
+    with pytest.raises(VocabularyError):
+        load_vocabulary(spec)
+
+
+def test_vocabulary_rejects_strings():
+    with pytest.raises(VocabularyError, match='load_vocabulary'):
+        Vocabulary('cat')
+    with pytest.raises(VocabularyError):
+        Vocabulary(('cat', 'dog'))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VocabularyError, match='not found'):
+        load_vocabulary(str(tmp_path / 'none.txt'))
+    with pytest.raises(VocabularyError, match='cannot read'):
+        parse_vocabulary_file(tmp_path / 'none.txt')
+
+
+@pytest.mark.parametrize('text,line,match', [
+    ('0:cat\n2:dog\n', 2, 'where 1 was expected'),
+    ('1:cat\n', 1, 'where 0 was expected'),
+    ('0:cat\ndog\n', 2, 'expected "id:name'),
+    ('# c\nx:cat\n', 2, 'not an integer'),
+    ('0:cat\n1:\n', 2, 'empty class name'),
+    ('0:cat,,kitty\n', 1, 'empty synonym'),
+    ('# only a comment\n', None, 'empty vocabulary'),
+])
+def test_bad_file_lines(tmp_path, text, line, match):
+    path = write(tmp_path, text)
+    with pytest.raises(VocabularyError, match=match) as err:
+        load_vocabulary(path)
+    assert str(path) in str(err.value)
+    if line is not None:
+        assert f'{path}:{line}' in str(err.value)
+
+
+def test_file_duplicates_report_lines(tmp_path):
+    path = write(tmp_path, '# note\n0:cat\n1:dog\n2:CAT\n')
+    with pytest.raises(VocabularyError, match='duplicate class') as err:
+        load_vocabulary(path)
+    assert f'{path}:2' in str(err.value) and f'{path}:4' in str(err.value)
+    path = write(tmp_path, '0:cat,kitty\n1:dog,kitty\n', name='syn.txt')
+    with pytest.raises(VocabularyError, match='two classes') as err:
+        load_vocabulary(path)
+    assert f'{path}:1' in str(err.value) and f'{path}:2' in str(err.value)
+
+
+# ------------------------------------------------------------------------------------- torch-free
+def test_text_package_is_torch_free():
+    heavy = {'torch', 'numpy', 'mmseg', 'mmcv', 'mmengine', 'open_clip'}
+    for path in Path(VOCABULARY_DIR).parent.glob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or '']
+            else:
+                continue
+            assert not {m.split('.')[0] for m in modules} & heavy, (path.name, modules)
