@@ -10,6 +10,7 @@ those ``try`` blocks catch), so those heads keep reporting that they need full m
 import importlib
 import sys
 import types
+import warnings
 
 
 def compiled_mmcv_available():
@@ -53,4 +54,14 @@ def ensure_mmcv_ops():
     module.__getattr__ = _missing_op
     sys.modules['mmcv.ops'] = module
     mmcv.ops = module
+    _import_transformer_bricks_quietly()
     return True
+
+
+def _import_transformer_bricks_quietly():
+    # mmcv.cnn.bricks.transformer warns at import that compiled MultiScaleDeformableAttention is missing;
+    # ovseg has its own pure-PyTorch deformable attention, so the warning is noise. Import it once with
+    # the warning filtered in a local scope (the process-wide filters stay untouched).
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+        importlib.import_module('mmcv.cnn.bricks.transformer')

@@ -96,3 +96,12 @@ def test_bf16_agrees_with_fp32():
 def test_loss_without_trainable_part_is_explicit(model):
     with pytest.raises(RuntimeError, match='nothing to train'):
         model.loss(torch.randn(1, 3, 64, 64), [])
+
+
+def test_background_names_only_does_not_force_background():
+    cfg = tiny_maskclip_cfg(['background', 'cat', 'dog'], background=dict(names=['sky', 'wall']))
+    model = MODELS.build(cfg).eval()
+    probs = model.inference(torch.randn(1, 3, 64, 64))
+    plain = MODELS.build(tiny_maskclip_cfg(['background', 'cat', 'dog'])).eval()
+    assert not torch.allclose(probs[:, 0], torch.ones_like(probs[:, 0]))
+    assert probs.shape == plain.inference(torch.randn(1, 3, 64, 64)).shape

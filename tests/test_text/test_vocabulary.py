@@ -10,7 +10,8 @@ from ovseg.text import (BACKGROUND_STUFF, Vocabulary, VocabularyError, available
 from ovseg.text.vocabulary import VOCABULARY_DIR
 
 COUNTS = {'voc21': 21, 'voc20': 20, 'pc60': 60, 'pc59': 59, 'pc459': 459, 'coco_stuff171': 171,
-          'coco_object81': 81, 'cityscapes19': 19, 'ade150': 150, 'ade847': 847}
+          'coco_object81': 81, 'cityscapes19': 19, 'ade150': 150, 'ade847': 847,
+          'coco_panoptic133': 133}
 
 # built-in vocabulary -> mmseg dataset class whose METAINFO classes it must equal, in order
 MMSEG_DATASETS = {'voc21': 'PascalVOCDataset', 'pc60': 'PascalContextDataset',

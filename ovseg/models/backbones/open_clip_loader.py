@@ -133,11 +133,13 @@ def build_open_clip(model_name='ViT-B-16', pretrained=None, checkpoint=None, arc
     """
     open_clip = _import_open_clip()
     quick_gelu = False
-    if checkpoint is None and pretrained:
+    if pretrained:
         if arch is not None:
             raise ValueError('pretrained tags need model_name, not an inline arch; use checkpoint=PATH.')
-        checkpoint = resolve_pretrained(model_name, pretrained, cache_dir)
+        # the tag decides the activation (OpenAI weights need QuickGELU) even when a local file is given
         quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, pretrained).get('quick_gelu', False))
+        if checkpoint is None:
+            checkpoint = resolve_pretrained(model_name, pretrained, cache_dir)
     if arch is not None:
         model = build_clip_from_arch(arch)
     else:

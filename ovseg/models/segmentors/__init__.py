@@ -1,3 +1,4 @@
 from .ov_segmentor import OVSegmentor
+from .sam_proposal_segmentor import SAMProposalSegmentor
 
-__all__ = ['OVSegmentor']
+__all__ = ['OVSegmentor', 'SAMProposalSegmentor']

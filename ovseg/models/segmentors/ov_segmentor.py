@@ -41,12 +41,15 @@ class OVSegmentor(BaseSegmentor):
         test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
             similarity, softmax and rules always run in float32.
+        sam_refiner (dict, optional): post-processing of the (B, K, H, W) probabilities before packing,
+            given the preprocessed images (e.g. ``SAMRefiner``, Trident-style SAM refinement).
         data_preprocessor (dict): ``SegDataPreProcessor`` config with CLIP mean/std, RGB.
     """
 
     def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
                  head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,
-                 test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None):
+                 test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None,
+                 sam_refiner=None):
         if isinstance(data_preprocessor, dict):  # mmseg's registry, so no default scope is needed
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -54,6 +57,7 @@ class OVSegmentor(BaseSegmentor):
         self.text_classifier = MODELS.build(text_classifier)
         self.head = MODELS.build(head)
         self.refiner = MODELS.build(refiner) if refiner is not None else None
+        self.sam_refiner = MODELS.build(sam_refiner) if sam_refiner is not None else None
         self.background = dict(background) if background is not None else None
         self.kspd = dict(kspd) if kspd is not None else None
         self.test_cfg = dict(test_cfg)
@@ -153,6 +157,8 @@ class OVSegmentor(BaseSegmentor):
     def predict(self, inputs, data_samples=None):
         """Inputs from the data preprocessor -> list of ``SegDataSample`` (seg_logits, pred_sem_seg)."""
         probs = self.inference(inputs)
+        if self.sam_refiner is not None:
+            probs = self.sam_refiner(probs, inputs, data_samples, self.data_preprocessor)
         return pack_seg_results(probs, data_samples, inputs.shape[-2:])
 
     def _forward(self, inputs, data_samples=None):

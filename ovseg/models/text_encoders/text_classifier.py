@@ -1,4 +1,5 @@
 """Class text embeddings: vocabulary x templates -> (S, C), batched, trimmed and cached on disk."""
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -8,6 +9,10 @@ import torch.nn.functional as F
 from ovseg.models.text_encoders.text_cache import TextEmbeddingCache, cache_key, weights_fingerprint
 from ovseg.registry import MODELS
 from ovseg.text import get_templates, load_vocabulary
+
+# Vocabularies whose embeddings stay in memory (least recently used dropped): a server answering
+# free-form vocabularies must not grow without bound.
+MEMORY_ENTRIES = 64
 
 
 @dataclass
@@ -69,7 +74,7 @@ class OVTextClassifier(nn.Module):
         self.cache = TextEmbeddingCache(cache_dir)
         self.precision = precision
         self._fingerprints = {}
-        self._memory = {}
+        self._memory = OrderedDict()
 
     def _fingerprint(self, backbone):
         key = id(backbone.clip)
@@ -127,4 +132,7 @@ class OVTextClassifier(nn.Module):
             self._memory[mem_key] = ClassEmbeddings(
                 emb, torch.tensor(vocab.synonym_to_class, dtype=torch.long), len(vocab), vocab.names)
         device = next(backbone.clip.parameters()).device
+        self._memory.move_to_end(mem_key)
+        while len(self._memory) > MEMORY_ENTRIES:
+            self._memory.popitem(last=False)
         return self._memory[mem_key].to(device)

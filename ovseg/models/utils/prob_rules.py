@@ -52,6 +52,8 @@ def apply_background(probs, index, thresh=None, objectness=None, objectness_thre
         objectness (Tensor, optional): (B, 1, h, w) in [0, 1].
         objectness_thresh (float): default 0.5.
     """
+    if thresh is None and objectness is None:
+        return probs  # names-only background: the class competes through its synonyms, nothing to force
     cond = torch.ones_like(probs[:, 0], dtype=torch.bool)
     if thresh is not None:
         cond &= probs.amax(dim=1) < thresh

@@ -1,0 +1,25 @@
+# Cityscapes val, 19 classes: 500 images; labels converted with mmseg's
+# tools/dataset_converters/cityscapes.py (*_gtFine_labelTrainIds.png).
+# Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
+dataset_type = 'CityscapesDataset'
+data_root = 'data/cityscapes'
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 448), keep_ratio=True),
+    # Annotations are loaded after Resize: metrics compare at the original resolution.
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        pipeline=test_pipeline))
+val_dataloader = test_dataloader
+test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+val_evaluator = test_evaluator

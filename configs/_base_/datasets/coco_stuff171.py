@@ -1,0 +1,25 @@
+# COCO-Stuff 164k val2017, 171 classes: 5,000 images; labels converted with mmseg's
+# tools/dataset_converters/coco_stuff164k.py (*_labelTrainIds.png).
+# Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
+dataset_type = 'COCOStuffDataset'
+data_root = 'data/coco_stuff164k'
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 448), keep_ratio=True),
+    # Annotations are loaded after Resize: metrics compare at the original resolution.
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
+        pipeline=test_pipeline))
+val_dataloader = test_dataloader
+test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+val_evaluator = test_evaluator

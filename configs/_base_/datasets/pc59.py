@@ -1,0 +1,26 @@
+# PASCAL Context val, 59 classes: 5,105 images; background (0) is ignored
+# (PascalContextDataset59 reduces label 0 to 255).
+# Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
+dataset_type = 'PascalContextDataset59'
+data_root = 'data/VOCdevkit/VOC2010'
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 448), keep_ratio=True),
+    # Annotations are loaded after Resize: metrics compare at the original resolution.
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
+        ann_file='ImageSets/SegmentationContext/val.txt',
+        pipeline=test_pipeline))
+val_dataloader = test_dataloader
+test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+val_evaluator = test_evaluator

@@ -1,0 +1,23 @@
+# MuSc zero-shot, OpenAI ViT-L/14@336 at 518 px, MVTec AD test split; RsCIN k = 1, 2, 3.
+_base_ = [
+    '../_base_/models/musc_vit-l14-336.py', '../_base_/datasets/mvtec_ad.py',
+    '../_base_/default_runtime.py'
+]
+# ovseg's anomaly modules register on import.
+custom_imports = dict(
+    imports=['ovseg', 'ovseg.models.anomaly', 'ovseg.datasets.anomaly', 'ovseg.evaluation.anomaly'],
+    allow_failed_imports=False)
+# Heat-map overlays (image + ground-truth outline | anomaly map) for tools/test.py --show-dir.
+visualizer = dict(type='AnomalyLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic'),
+    dict(type='LoadAnomalyMask'),
+    dict(type='PackSegInputs', meta_keys={{_base_.anomaly_meta_keys}}),
+]
+# MuSc scores each image against the other test images of its category: one batch per category.
+test_dataloader = dict(batch_sampler=dict(type='CategoryBatchSampler'), dataset=dict(pipeline=test_pipeline))
+val_dataloader = test_dataloader
+# Metrics at the model's input resolution, as the reference evaluations resize the masks.
+test_evaluator = dict(eval_size=(518, 518))
+val_evaluator = test_evaluator

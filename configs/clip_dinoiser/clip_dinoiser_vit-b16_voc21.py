@@ -1,0 +1,7 @@
+# CLIP-DINOiser ViT-B/16 (open_clip LAION-2B) on PASCAL VOC 21: short side 448, slide 448 / 224.
+# Background rule on: top probability < 0.99 and objectness <= 0.5 -> background (class 0).
+_base_ = [
+    '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/datasets/voc21.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(vocabulary='voc21')

@@ -1,0 +1,6 @@
+# MaskCLIP ViT-B/16 (OpenAI CLIP), training-free, on Cityscapes 19: short side 448, slide 448 / 224.
+_base_ = [
+    '../_base_/models/maskclip_vit-b16.py', '../_base_/datasets/cityscapes19.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(vocabulary='cityscapes19')

@@ -1,0 +1,6 @@
+# MaskCLIP ViT-B/16 (OpenAI CLIP), training-free, on COCO-Stuff 171: short side 448, slide 448 / 224.
+_base_ = [
+    '../_base_/models/maskclip_vit-b16.py', '../_base_/datasets/coco_stuff171.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(vocabulary='coco_stuff171')

@@ -1,0 +1,6 @@
+# MaskCLIP ViT-B/16 (OpenAI CLIP), training-free, on PASCAL Context 59: short side 448, slide 448 / 224.
+_base_ = [
+    '../_base_/models/maskclip_vit-b16.py', '../_base_/datasets/pc59.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(vocabulary='pc59')

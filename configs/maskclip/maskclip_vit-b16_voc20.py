@@ -1,0 +1,6 @@
+# MaskCLIP ViT-B/16 (OpenAI CLIP), training-free, on PASCAL VOC 20: short side 448, slide 448 / 224.
+_base_ = [
+    '../_base_/models/maskclip_vit-b16.py', '../_base_/datasets/voc20.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(vocabulary='voc20')

@@ -1,0 +1,12 @@
+# SAM ViT-B automatic masks (32x32 points, SamAutomaticMaskGenerator defaults) classified by
+# mask-pooled CLIP-DINOiser ViT-B/16 (LAION-2B) features on PASCAL Context 60
+# (short side 448, slide 448 / 224).
+# Overlaps: mean of the masks' class probabilities; uncovered pixels: the dense CLIP scores.
+_base_ = [
+    '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/models/sam_vit-b.py',
+    '../_base_/datasets/pc60.py', '../_base_/default_runtime.py'
+]
+# PC-60: no background rule, as in configs/clip_dinoiser.
+model = dict(
+    type='SAMProposalSegmentor', vocabulary='pc60', background=None,
+    proposals=_base_.sam_proposals, overlap='mean')

@@ -1,0 +1,16 @@
+"""Data pipeline transforms for the datasets mmseg lacks."""
+from .loading import LoadUint16Annotations, check_label_values
+from .panoptic import (LoadPanopticAnnotations, panoptic_to_instances, panoptic_to_semantic,
+                       rgb_to_panoptic_id)
+from .panoptic_inputs import LoadPanopticSegIds, PackPanopticInputs
+
+__all__ = [
+    'LoadPanopticAnnotations',
+    'LoadPanopticSegIds',
+    'LoadUint16Annotations',
+    'PackPanopticInputs',
+    'check_label_values',
+    'panoptic_to_instances',
+    'panoptic_to_semantic',
+    'rgb_to_panoptic_id',
+]

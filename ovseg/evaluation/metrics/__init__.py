@@ -1,0 +1,4 @@
+"""Metrics mmseg lacks."""
+from .ov_iou_metric import OVIoUMetric
+
+__all__ = ['OVIoUMetric']

@@ -1,0 +1,105 @@
+"""Semantic, panoptic and instance results from per-query class log-probabilities and mask logits.
+
+The rules and thresholds are those of Mask2Former / FC-CLIP's inference code.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def resize_to_output(masks, img_size, out_size):
+    """Crop away the batch padding and resize bilinearly (detectron2's ``sem_seg_postprocess``).
+
+    Args:
+        masks (Tensor): (N, H_pad, W_pad).
+        img_size (tuple[int, int]): (h, w) of the unpadded input.
+        out_size (tuple[int, int]): (H, W) requested output size (the original image size).
+
+    Returns:
+        Tensor: (N, H, W).
+    """
+    masks = masks[:, :img_size[0], :img_size[1]]
+    return F.interpolate(masks[None], size=tuple(out_size), mode='bilinear', align_corners=False)[0]
+
+
+def semantic_inference(mask_cls, mask_pred):
+    """(Q, K + 1) class log-probs and (Q, H, W) mask logits -> (K, H, W) class scores."""
+    probs = F.softmax(mask_cls, dim=-1)[..., :-1]
+    return torch.einsum('qc,qhw->chw', probs, mask_pred.sigmoid())
+
+
+def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0, overlap_threshold=0.8):
+    """Non-overlapping segments: each pixel goes to the query with the highest score · mask probability.
+
+    A query is kept when its top class is not void and its score exceeds ``object_mask_threshold``; its
+    segment is the pixels it wins where its mask probability is at least 0.5, dropped when that is less
+    than ``overlap_threshold`` of its own mask (prob >= 0.5). Segments of one stuff class are merged.
+
+    Args:
+        mask_cls (Tensor): (Q, K + 1) class log-probabilities (void last).
+        mask_pred (Tensor): (Q, H, W) mask logits.
+        is_thing (Tensor): (K,) bool.
+        object_mask_threshold (float): score threshold in [0, 1]. Default 0.0 (FC-CLIP).
+        overlap_threshold (float): kept fraction of a mask, in [0, 1]. Default 0.8.
+
+    Returns:
+        tuple: (H, W) int32 segment ids (0 = no segment) and a list of
+        ``dict(id, isthing, category_id)``, ids from 1.
+    """
+    scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
+    num_classes = mask_cls.shape[-1] - 1
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], mask_pred[keep].sigmoid()
+    h, w = mask_pred.shape[-2:]
+    panoptic = torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device)
+    segments = []
+    if cur_masks.shape[0] == 0:
+        return panoptic, segments
+    winner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+    stuff_ids = {}
+    for k in range(cur_classes.shape[0]):
+        label = int(cur_classes[k])
+        isthing = bool(is_thing[label])
+        won = winner == k
+        own = cur_masks[k] >= 0.5
+        mask = won & own
+        area, own_area, kept = int(won.sum()), int(own.sum()), int(mask.sum())
+        if area == 0 or own_area == 0 or kept == 0 or area / own_area < overlap_threshold:
+            continue
+        if not isthing and label in stuff_ids:
+            panoptic[mask] = stuff_ids[label]
+            continue
+        new_id = len(segments) + 1
+        if not isthing:
+            stuff_ids[label] = new_id
+        panoptic[mask] = new_id
+        segments.append(dict(id=new_id, isthing=isthing, category_id=label))
+    return panoptic, segments
+
+
+def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100):
+    """Top-scoring (query, class) pairs of thing classes as instances.
+
+    The score of a pair is its class probability times the mean mask probability inside its binary
+    mask (logit > 0). The top ``max_per_image`` pairs over all Q·K are taken unsorted (FC-CLIP's
+    ``topk(sorted=False)``), then stuff classes are dropped.
+
+    Args:
+        mask_cls (Tensor): (Q, K + 1) class log-probabilities.
+        mask_pred (Tensor): (Q, H, W) mask logits.
+        is_thing (Tensor): (K,) bool.
+        max_per_image (int): pairs considered. Default 100.
+
+    Returns:
+        dict: ``scores`` (N,), ``labels`` (N,) int64, ``masks`` (N, H, W) bool.
+    """
+    num_queries, num_classes = mask_cls.shape[0], mask_cls.shape[-1] - 1
+    scores = F.softmax(mask_cls, dim=-1)[:, :-1]
+    labels = torch.arange(num_classes, device=mask_cls.device).repeat(num_queries)
+    top_scores, top_idx = scores.flatten().topk(min(max_per_image, scores.numel()), sorted=False)
+    top_labels = labels[top_idx]
+    masks = mask_pred[top_idx // num_classes]
+    keep = is_thing.to(top_labels.device)[top_labels]
+    top_scores, top_labels, masks = top_scores[keep], top_labels[keep], masks[keep]
+    binary = (masks > 0).float()
+    mask_scores = (masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    return dict(scores=top_scores * mask_scores, labels=top_labels, masks=binary.bool())

@@ -1,0 +1,382 @@
+"""Segment Anything (SAM) as an ovseg module: one image embedding, many batched prompt queries.
+
+Built from ``segment_anything``'s own components (``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``,
+``TwoWayTransformer``); weights load with ``torch.load(weights_only=True)``. Pre- and post-processing are
+those of ``segment_anything.SamPredictor`` (PIL resize of the long side, pixel normalisation, zero padding,
+bilinear upsampling of the 256x256 logits), so masks equal the package's for the same prompts.
+"""
+from dataclasses import dataclass
+from functools import partial
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+
+from ovseg.models.proposals.shared_decoder import decode_masks, decode_tokens, output_slice
+from ovseg.registry import MODELS
+from ovseg.utils.checkpoint import load_state_dict_file
+
+# Image-encoder sizes of the released models (segment_anything/build_sam.py); 'tiny' is for tests only
+# (the parity fixtures use it with the standard 256-d prompt encoder and mask decoder).
+SAM_ARCHS = {
+    'vit_b': dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    'vit_l': dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    'vit_h': dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+    'tiny': dict(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,)),
+}
+PATCH_SIZE = 16
+PROMPT_DIM = 256
+
+
+def build_sam_model(arch='vit_b', image_size=1024, **overrides):
+    """Build a ``segment_anything.modeling.Sam`` with random weights.
+
+    Args:
+        arch (str): 'vit_b', 'vit_l', 'vit_h' or 'tiny' (64-d, 2 blocks, 2 heads). Default 'vit_b'.
+        image_size (int): side of the square encoder input (1024 for released weights; a multiple of 16).
+        **overrides: image-encoder settings replacing the arch's (embed_dim, depth, num_heads,
+            global_attn_indexes, window_size).
+
+    Returns:
+        Sam: in eval mode.
+    """
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+    if arch not in SAM_ARCHS:
+        raise ValueError(f'Unknown SAM arch {arch!r}; choose from {sorted(SAM_ARCHS)}.')
+    if image_size % PATCH_SIZE:
+        raise ValueError(f'image_size must be a multiple of {PATCH_SIZE}, got {image_size}.')
+    enc = dict(SAM_ARCHS[arch], window_size=14)
+    enc.update(overrides)
+    grid = image_size // PATCH_SIZE
+    encoder = ImageEncoderViT(
+        img_size=image_size, patch_size=PATCH_SIZE, embed_dim=enc['embed_dim'], depth=enc['depth'],
+        num_heads=enc['num_heads'], mlp_ratio=4, out_chans=PROMPT_DIM, qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+        global_attn_indexes=tuple(enc['global_attn_indexes']), window_size=enc['window_size'])
+    prompt_encoder = PromptEncoder(embed_dim=PROMPT_DIM, image_embedding_size=(grid, grid),
+                                   input_image_size=(image_size, image_size), mask_in_chans=16)
+    decoder = MaskDecoder(
+        num_multimask_outputs=3, transformer_dim=PROMPT_DIM, iou_head_depth=3, iou_head_hidden_dim=256,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8))
+    return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder,
+               pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]).eval()
+
+
+@dataclass
+class SAMImage:
+    """SAM's embedding of one image, reused by every prompt batch on that image.
+
+    Attributes:
+        embedding (Tensor): (1, 256, g, g) image embedding (g = image_size / 16; 64 for 1024).
+        input_size (tuple[int, int]): (h, w) of the resized image inside the padded square input.
+        original_size (tuple[int, int]): (H, W) of the image given to :meth:`SAMPredictor.embed_image`.
+    """
+
+    embedding: torch.Tensor
+    input_size: Tuple[int, int]
+    original_size: Tuple[int, int]
+
+
+@dataclass
+class SAMMasks:
+    """Mask-decoder outputs for a batch of prompts.
+
+    Attributes:
+        low_res_logits (Tensor): (N, M, 4g, 4g) logits (256x256 at image_size 1024); M = 3 for multimask
+            output, else 1.
+        iou (Tensor): (N, M) predicted IoU of each mask.
+    """
+
+    low_res_logits: torch.Tensor
+    iou: torch.Tensor
+
+
+def _as_tensor(value, device, dtype=None):
+    """None stays None; arrays become ``dtype`` tensors (float64 for coordinates, as SamPredictor
+    scales numpy prompts in float64); tensors keep their dtype unless one is given."""
+    if value is None:
+        return None
+    if not torch.is_tensor(value):
+        value = torch.as_tensor(np.asarray(value), dtype=dtype or torch.float64)
+    elif dtype is not None:
+        value = value.to(dtype)
+    return value.to(device)
+
+
+@MODELS.register_module()
+class SAMPredictor(nn.Module):
+    """Frozen SAM with an explicit embedding state and batched prompt decoding.
+
+    Call graph::
+
+        embed_image(rgb uint8)            resize long side ─ normalise ─ pad ─ image encoder (once)
+        predict(image, points, boxes, masks, multimask_output, batch_size)
+          └─ check_prompts ─ to_input_frame   pixel prompts checked, then mapped to SAM's input frame
+          └─ encode_masks                 dense embeddings of mask prompts (once for a shared mask)
+          └─ decode                       prompt encoder ─ mask decoder, ``batch_size`` prompts at a time;
+                                          one copy of the image tokens when the prompts share a dense
+                                          embedding (shared_decoder: same outputs, less work)
+        decode_tokens / decode_masks      the two halves of decode, to upscale only chosen prompts
+        upsample(low_res_logits, image)   256x256 logits -> (H, W) logits (SamPredictor's postprocess)
+
+    Args:
+        arch (str): 'vit_b' (default), 'vit_l', 'vit_h' or 'tiny' (tests).
+        checkpoint (str, optional): SAM weights (the official ``sam_vit_*.pth`` files or a state dict saved
+            from this module), read with ``torch.load(weights_only=True)``.
+        image_size (int): encoder input side. Default 1024 (released weights need 1024).
+        strict (bool): raise when the checkpoint's keys differ from the model's (names listed);
+            otherwise warn. Default True.
+        **arch_overrides: image-encoder settings (see :func:`build_sam_model`).
+    """
+
+    def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, strict=True, **arch_overrides):
+        super().__init__()
+        from segment_anything.utils.transforms import ResizeLongestSide
+        self.arch = arch
+        self.model = build_sam_model(arch, image_size, **arch_overrides)
+        self.transform = ResizeLongestSide(image_size)
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint, strict=strict)
+        self.requires_grad_(False)  # frozen: tools/test.py then lets checkpoints omit SAM's keys
+
+    @property
+    def image_size(self):
+        return self.model.image_encoder.img_size
+
+    @property
+    def mask_input_size(self):
+        """(h, w) of a low-resolution mask prompt (256x256 at image_size 1024)."""
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    @property
+    def device(self):
+        return self.model.pixel_mean.device
+
+    def load_checkpoint(self, path, strict=True):
+        """Load SAM weights (official names, or this module's with a ``model.`` prefix).
+
+        Returns:
+            tuple[list[str], list[str]]: missing and unexpected keys.
+        """
+        state = load_state_dict_file(path)
+        if state and all(k.startswith('model.') for k in state):
+            state = {k[len('model.'):]: v for k, v in state.items()}
+        result = self.model.load_state_dict(state, strict=False)
+        missing, unexpected = sorted(result.missing_keys), sorted(result.unexpected_keys)
+        if missing or unexpected:
+            msg = (f'SAM checkpoint {path} does not match arch {self.arch!r}: missing keys {missing[:10]}'
+                   f'{" ..." if len(missing) > 10 else ""}; unexpected keys {unexpected[:10]}'
+                   f'{" ..." if len(unexpected) > 10 else ""}.')
+            if strict:
+                raise KeyError(msg)
+            print_log(msg, logger='current', level=30)
+        return missing, unexpected
+
+    # ------------------------------------------------------------------------------------- image
+    @torch.no_grad()
+    def embed_image(self, image):
+        """Compute the image embedding once; pass the result to every :meth:`predict` call.
+
+        Args:
+            image (np.ndarray | Tensor): (H, W, 3) uint8 RGB.
+
+        Returns:
+            SAMImage
+        """
+        array = np.ascontiguousarray(image.cpu().numpy() if torch.is_tensor(image) else image)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ValueError(f'SAM expects an (H, W, 3) uint8 RGB image, got {array.shape} {array.dtype}.')
+        resized = self.transform.apply_image(array)
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        embedding = self.model.image_encoder(self.model.preprocess(x))
+        return SAMImage(embedding=embedding, input_size=tuple(x.shape[-2:]),
+                        original_size=tuple(array.shape[:2]))
+
+    # ----------------------------------------------------------------------------------- prompts
+    def to_input_frame(self, coords, original_size):
+        """(..., 2) xy pixel coordinates of an (H, W) image -> SAM's input frame, in the input's dtype.
+
+        Floating tensors keep their dtype (float64 prompts are scaled in float64 as ``SamPredictor`` does
+        with numpy prompts); integer tensors become float32.
+        """
+        old_h, old_w = original_size
+        new_h, new_w = self.transform.get_preprocess_shape(old_h, old_w, self.image_size)
+        coords = coords if coords.is_floating_point() else coords.float()
+        return coords * coords.new_tensor([new_w / old_w, new_h / old_h])
+
+    def encode_masks(self, masks, shared_unbatched=False):
+        """Dense prompt embeddings of low-resolution mask logits.
+
+        Args:
+            masks (Tensor): (N, 1, 4g, 4g) logits; or (1, 4g, 4g) with ``shared_unbatched``.
+            shared_unbatched (bool): embed a 3-d mask as ``SamPredictor.predict_torch`` does when given
+                one, which Trident relies on: the prompt encoder's LayerNorm2d then normalises over
+                the mask rows instead of the channels. Default False.
+
+        Returns:
+            Tensor: (N, 256, g, g) (N = 1 for ``shared_unbatched``).
+        """
+        if shared_unbatched:
+            if masks.dim() != 3 or masks.shape[0] != 1:
+                raise ValueError(f'shared_unbatched needs a (1, h, w) mask, got {tuple(masks.shape)}.')
+            return self.model.prompt_encoder.mask_downscaling(masks)[None]
+        if masks.dim() != 4 or masks.shape[1] != 1:
+            raise ValueError(f'mask prompts must be (N, 1, h, w), got {tuple(masks.shape)}.')
+        if tuple(masks.shape[-2:]) != self.mask_input_size:
+            raise ValueError(f'mask prompts must be {self.mask_input_size}, got {tuple(masks.shape[-2:])}.')
+        return self.model.prompt_encoder.mask_downscaling(masks)
+
+    @torch.no_grad()
+    def decode(self, image, points=None, labels=None, boxes=None, dense=None, multimask_output=True,
+               image_pe=None, share_image=True):
+        """One prompt batch through the prompt encoder and mask decoder (input-frame coordinates).
+
+        Args:
+            image (SAMImage): from :meth:`embed_image`.
+            points (Tensor, optional): (N, P, 2) xy in SAM's input frame.
+            labels (Tensor, optional): (N, P): 1 positive, 0 negative, -1 padding.
+            boxes (Tensor, optional): (N, 4) xyxy in SAM's input frame.
+            dense (Tensor, optional): (N or 1, 256, g, g) mask embeddings from :meth:`encode_masks`;
+                None uses SAM's "no mask" embedding.
+            multimask_output (bool): three masks per prompt instead of one. Default True.
+            image_pe (Tensor, optional): the dense positional encoding, to reuse across batches.
+            share_image (bool): with one dense embedding for all prompts, run the decoder on one copy
+                of the image tokens (:mod:`~ovseg.models.proposals.shared_decoder`; same outputs, less
+                work). Default True.
+
+        Returns:
+            SAMMasks
+        """
+        encoder, decoder = self.model.prompt_encoder, self.model.mask_decoder
+        point_pair = (points, labels) if points is not None else None
+        sparse, no_mask = encoder(points=point_pair, boxes=boxes, masks=None)
+        dense = no_mask[:1] if dense is None else dense
+        image_pe = encoder.get_dense_pe() if image_pe is None else image_pe
+        if share_image and dense.shape[0] == 1:
+            decoded = decode_tokens(decoder, image.embedding, image_pe, sparse, dense)
+            keep = output_slice(multimask_output)
+            return SAMMasks(low_res_logits=decode_masks(decoder, decoded)[:, keep], iou=decoded.iou[:, keep])
+        if dense.shape[0] == 1 and sparse.shape[0] > 1:
+            dense = dense.expand(sparse.shape[0], -1, -1, -1)
+        logits, iou = decoder(image_embeddings=image.embedding, image_pe=image_pe,
+                              sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                              multimask_output=multimask_output)
+        return SAMMasks(low_res_logits=logits, iou=iou)
+
+    @torch.no_grad()
+    def decode_tokens(self, image, points=None, labels=None, boxes=None, dense=None, image_pe=None):
+        """First half of :meth:`decode` (transformer and IoU head) for prompts sharing one dense embedding.
+
+        Returns:
+            DecodedTokens: pass it to :meth:`decode_masks` for the prompts whose masks are needed.
+        """
+        encoder = self.model.prompt_encoder
+        point_pair = (points, labels) if points is not None else None
+        sparse, no_mask = encoder(points=point_pair, boxes=boxes, masks=None)
+        image_pe = encoder.get_dense_pe() if image_pe is None else image_pe
+        return decode_tokens(self.model.mask_decoder, image.embedding, image_pe, sparse,
+                             no_mask[:1] if dense is None else dense)
+
+    @torch.no_grad()
+    def decode_masks(self, decoded, rows=None):
+        """(B', 4, 4g, 4g) logits of every mask token (single + 3 multimask) of the prompts ``rows``."""
+        return decode_masks(self.model.mask_decoder, decoded, rows)
+
+    @torch.no_grad()
+    def predict(self, image, points=None, point_labels=None, boxes=None, mask_input=None,
+                multimask_output=True, batch_size=64, transformed=False):
+        """Masks for N prompts, decoded ``batch_size`` prompts at a time on one image embedding.
+
+        Args:
+            image (SAMImage): from :meth:`embed_image`.
+            points (array | Tensor, optional): (N, P, 2) xy pixel coordinates (P points per prompt).
+            point_labels (array | Tensor, optional): (N, P), 1 = positive, 0 = negative.
+            boxes (array | Tensor, optional): (N, 4) xyxy pixel boxes.
+            mask_input (Tensor, optional): (N, 1, 4g, 4g) or (1, 1, 4g, 4g) (shared) low-res logits.
+            multimask_output (bool): three masks per prompt. Default True.
+            batch_size (int): prompts per decoder call. Default 64.
+            transformed (bool): coordinates are already in SAM's input frame (not checked). Default False.
+
+        Returns:
+            SAMMasks: (N, M, 4g, 4g) logits and (N, M) predicted IoU.
+
+        Raises:
+            ValueError: no prompt, inconsistent shapes, a point outside the image or an empty box (see
+                :func:`check_prompts`).
+        """
+        device = self.device
+        points, boxes = _as_tensor(points, device), _as_tensor(boxes, device)
+        labels = _as_tensor(point_labels, device, torch.int64)
+        num = _num_prompts(points, labels, boxes)
+        if not transformed:
+            boxes = check_prompts(points, labels, boxes, image.original_size)
+            points = None if points is None else self.to_input_frame(points, image.original_size)
+            boxes = None if boxes is None else self.to_input_frame(
+                boxes.reshape(-1, 2, 2), image.original_size).reshape(-1, 4)
+        dense = None if mask_input is None else self.encode_masks(mask_input.to(device, torch.float32))
+        image_pe = self.model.prompt_encoder.get_dense_pe()
+        outs = []
+        for start in range(0, num, batch_size):
+            sl = slice(start, start + batch_size)
+            outs.append(self.decode(
+                image, None if points is None else points[sl], None if labels is None else labels[sl],
+                None if boxes is None else boxes[sl].float(),
+                None if dense is None else (dense if dense.shape[0] == 1 else dense[sl]),
+                multimask_output, image_pe))
+        return SAMMasks(low_res_logits=torch.cat([o.low_res_logits for o in outs]),
+                        iou=torch.cat([o.iou for o in outs]))
+
+    def upsample(self, low_res_logits, image):
+        """(N, M, 4g, 4g) logits -> (N, M, H, W) logits at the original size (threshold at 0 for masks)."""
+        return self.model.postprocess_masks(low_res_logits, image.input_size, image.original_size)
+
+
+def _num_prompts(points, labels, boxes):
+    if points is None and boxes is None:
+        raise ValueError('Give at least one prompt: points (N, P, 2) and labels (N, P), or boxes (N, 4).')
+    if points is not None:
+        if points.dim() != 3 or points.shape[-1] != 2:
+            raise ValueError(f'points must be (N, P, 2), got {tuple(points.shape)}.')
+        if labels is None or tuple(labels.shape) != tuple(points.shape[:2]):
+            raise ValueError(f'point_labels must be (N, P) = {tuple(points.shape[:2])}, got '
+                             f'{None if labels is None else tuple(labels.shape)}.')
+    if boxes is not None and (boxes.dim() != 2 or boxes.shape[-1] != 4):
+        raise ValueError(f'boxes must be (N, 4), got {tuple(boxes.shape)}.')
+    if points is not None and boxes is not None and points.shape[0] != boxes.shape[0]:
+        raise ValueError(f'{points.shape[0]} point prompts but {boxes.shape[0]} boxes.')
+    return points.shape[0] if points is not None else boxes.shape[0]
+
+
+def check_prompts(points, labels, boxes, size):
+    """Validate pixel-frame prompts against an (H, W) image.
+
+    Points (labels other than -1, SAM's padding) must lie in ``[0, W] x [0, H]``. Boxes are clipped to the
+    image; a box that is empty after clipping (x2 <= x1 or y2 <= y1) is an error.
+
+    Returns:
+        Tensor | None: the clipped boxes.
+
+    Raises:
+        ValueError: naming the first offending prompt.
+    """
+    height, width = size
+    if points is not None:
+        x, y = points[..., 0], points[..., 1]
+        outside = ((x < 0) | (x > width) | (y < 0) | (y > height)) & (labels != -1)
+        if outside.any():
+            n, p = outside.nonzero()[0].tolist()
+            raise ValueError(f'Point {points[n, p].tolist()} (prompt {n}) lies outside the {width}x{height} '
+                             f'(width x height) image; points are (x, y) pixel coordinates.')
+    if boxes is None:
+        return None
+    limits = boxes.new_tensor([width, height, width, height])
+    clipped = torch.minimum(boxes.clamp(min=0), limits)
+    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    if empty.any():
+        n = int(empty.nonzero()[0])
+        raise ValueError(f'Box {boxes[n].tolist()} (prompt {n}) is empty inside the {width}x{height} image; '
+                         f'boxes are (x1, y1, x2, y2) pixels with x1 < x2 and y1 < y2.')
+    return clipped
