@@ -7,6 +7,7 @@ unchanged; positional embeddings are resized bicubically for any input size.
 import torch
 import torch.nn.functional as F
 
+from ovseg.models.backbones.attention_block import block_forward
 from ovseg.models.utils.dense_features import DenseFeatures
 
 
@@ -86,25 +87,33 @@ def vit_dense_forward(visual, x, token_layers=(), with_global=False):
     _check_supported(visual)
     blocks = visual.transformer.resblocks
     batch_first = getattr(visual.transformer, 'batch_first', True)
-    captured, handles = {}, []
+    captured, handles, block_names = {}, [], {}
     for name in token_layers:
         if name == 'last_keys':
+            continue
+        module = _resolve(visual.transformer, name)
+        if any(module is blk for blk in blocks):
+            block_names[id(module)] = name  # block outputs are captured in the loop below
             continue
 
         def hook(_module, _inp, out, name=name):
             captured[name] = out if batch_first else out.transpose(0, 1)
-        handles.append(_resolve(visual.transformer, name).register_forward_hook(hook))
+        handles.append(module.register_forward_hook(hook))
     try:
         x, hw = _embed(visual, x)
-        x = x if batch_first else x.transpose(0, 1)
         for block in blocks[:-1]:
-            x = block(x)
-        x = x if batch_first else x.transpose(0, 1)
+            x = _run_block(block, x, batch_first)
+            if id(block) in block_names:
+                captured[block_names[id(block)]] = x
         pre_last = x
         x, keys = _value_path(blocks[-1], x, 'last_keys' in token_layers)
     finally:
         for handle in handles:
             handle.remove()
+    missing = [n for n in token_layers if n != 'last_keys' and n not in captured]
+    if missing:
+        raise KeyError(f'Token layers {missing} produced no output; use blocks (resblocks.i) or their '
+                       f'ln_1 / ln_2 / mlp submodules.')
     tokens, cls_tokens = {}, {}
     for name, value in captured.items():
         cls_tokens[name], tokens[name] = _to_grid(value, hw)
@@ -118,8 +127,14 @@ def vit_dense_forward(visual, x, token_layers=(), with_global=False):
     return DenseFeatures(dense=dense, tokens=tokens, global_feat=global_feat, cls_tokens=cls_tokens)
 
 
+def _run_block(block, x, batch_first):
+    """One block on batch-first tokens, whatever layout the open_clip version uses inside."""
+    if batch_first:
+        return block_forward(block, x)
+    return block(x.transpose(0, 1)).transpose(0, 1)
+
+
 def _global(visual, block, x, batch_first):
-    x = block(x if batch_first else x.transpose(0, 1))
-    x = x if batch_first else x.transpose(0, 1)
+    x = _run_block(block, x, batch_first)
     pooled, _ = visual._pool(x) if hasattr(visual, '_pool') else (visual.ln_post(x[:, 0]), None)
     return pooled @ visual.proj if visual.proj is not None else pooled

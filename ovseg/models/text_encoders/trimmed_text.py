@@ -7,6 +7,8 @@ open_clip's own ``encode_text``.
 """
 import torch
 
+from ovseg.models.backbones.attention_block import block_forward
+
 
 def _text_module(clip):
     return clip.text if hasattr(clip, 'text') and hasattr(clip.text, 'token_embedding') else clip
@@ -34,9 +36,11 @@ def encode_text_trimmed(clip, tokens):
     length = int(eot.max()) + 1
     x = t.token_embedding(tokens[:, :length]) + t.positional_embedding[:length].to(t.token_embedding.weight.dtype)
     mask = t.attn_mask[:length, :length]
-    batch_first = getattr(t.transformer, 'batch_first', False)
-    x = t.transformer(x if batch_first else x.transpose(0, 1), attn_mask=mask)
-    x = x if batch_first else x.transpose(0, 1)
+    if getattr(t.transformer, 'batch_first', False):
+        for block in t.transformer.resblocks:
+            x = block_forward(block, x, attn_mask=mask)
+    else:
+        x = t.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
     x = t.ln_final(x)
     x = x[torch.arange(x.shape[0], device=x.device), eot]
     proj = t.text_projection
