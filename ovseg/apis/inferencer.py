@@ -217,7 +217,7 @@ def inference_pipeline_cfg(cfg, short_side=DEFAULT_SHORT_SIDE):
     ``Resize(scale=(2048, short_side), keep_ratio=True)`` (the MaskCLIP/CLIP-DINOiser protocol:
     short side ``short_side`` unless the long side would exceed 2048). Every file loader (``Load*``:
     image and annotations) is dropped and ``LoadImageFromNDArray`` put first; ``PackSegInputs``
-    ends the pipeline.
+    replaces any ``Pack*Inputs`` at the end.
 
     Returns:
         list[dict]: transform configs.
@@ -227,10 +227,11 @@ def inference_pipeline_cfg(cfg, short_side=DEFAULT_SHORT_SIDE):
         pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
     if not pipeline:
         pipeline = [dict(type='Resize', scale=(2048, short_side), keep_ratio=True)]
-    kept = [copy.deepcopy(dict(t)) for t in pipeline if not _type_name(t).startswith('Load')]
-    if not kept or _type_name(kept[-1]) != 'PackSegInputs':
-        kept.append(dict(type='PackSegInputs'))
-    return [dict(type='LoadImageFromNDArray')] + kept
+    # file loaders and dataset-specific packers (e.g. PackPanopticInputs, which expects annotations)
+    # go; an in-memory image needs only its pixels and meta information packed
+    kept = [copy.deepcopy(dict(t)) for t in pipeline
+            if not _type_name(t).startswith(('Load', 'Pack'))]
+    return [dict(type='LoadImageFromNDArray')] + kept + [dict(type='PackSegInputs')]
 
 
 def _linear_weights(size_in, size_out):

@@ -1,0 +1,1 @@
+"""Parts of ``demo/gradio_app.py``: input limits, prompts, models, request functions, the page."""
