@@ -133,8 +133,8 @@ def _enable_visualization(cfg, show_dir):
 def _set_output_dir(cfg, out_dir):
     evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
     for evaluator in evaluators:
-        if evaluator.get('type') == 'IoUMetric':
-            evaluator['output_dir'] = out_dir  # IoUMetric writes one label PNG per image there
+        if evaluator.get('type') in ('IoUMetric', 'OVIoUMetric'):
+            evaluator['output_dir'] = out_dir  # both write one label PNG per image there
 
 
 def build_config(args):

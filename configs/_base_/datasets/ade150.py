@@ -20,5 +20,6 @@ test_dataloader = dict(
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline))
 val_dataloader = test_dataloader
-test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# OVIoUMetric = mmseg's IoUMetric (convention='mmseg') plus the per-class JSON in the log folder.
+test_evaluator = dict(type='OVIoUMetric', iou_metrics=['mIoU'])
 val_evaluator = test_evaluator

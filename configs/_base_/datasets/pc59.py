@@ -22,5 +22,6 @@ test_dataloader = dict(
         ann_file='ImageSets/SegmentationContext/val.txt',
         pipeline=test_pipeline))
 val_dataloader = test_dataloader
-test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# OVIoUMetric = mmseg's IoUMetric (convention='mmseg') plus the per-class JSON in the log folder.
+test_evaluator = dict(type='OVIoUMetric', iou_metrics=['mIoU'])
 val_evaluator = test_evaluator
