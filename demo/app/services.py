@@ -7,7 +7,7 @@ Call graph (one model call at a time, under ``DemoServices.lock``)::
          ─ overlay with legend + shares table
     add_click(image, prompts, action, x, y)       prompt text + preview (no model)
     segment_prompts(image, vocabulary, prompts, model)
-      └─ parse_prompts ─ group_objects ─ InteractivePrompter (SAM masks, mask-pooled CLIP labels)
+      └─ parse_prompts ─ group_objects ─ inferencer.prompt (SAM masks, mask-pooled CLIP labels)
     detect_anomaly(image, object name)
       └─ AnomalyRunner (WinCLIP-style) ─ heat map + image score
 
@@ -149,12 +149,10 @@ class DemoServices:
         work = self.image(image)
         return draw_prompts(work.rgb, parse_prompts(prompts, self.limits), work.scale)
 
-    def _prompter(self, label, inferencer):
-        """The model's prompter entry: dict(prompter=InteractivePrompter, image_key=...)."""
+    def _with_sam(self, label, inferencer):
+        """Give the model's inferencer the shared SAM (once per loaded model)."""
         sam = self._get_sam()
-        from ovseg.models.proposals import InteractivePrompter
-        return self.pool.extra(label, 'prompter', lambda: dict(
-            prompter=InteractivePrompter(inferencer.model, sam=sam), image_key=None))
+        self.pool.extra(label, 'sam', lambda: inferencer.set_sam(sam) or True)
 
     def _get_sam(self):
         if self._sam_factory is None:
@@ -162,15 +160,6 @@ class DemoServices:
         if self._sam is None:
             self._sam = self._sam_factory()
         return self._sam
-
-    @staticmethod
-    def _set_image(entry, work):
-        """Embed the image for SAM and CLIP once per (model, image)."""
-        key = (work.rgb.shape, hash(work.rgb.tobytes()))
-        if entry['image_key'] != key:
-            entry['image_key'] = None  # a failure below must not leave a stale key
-            entry['prompter'].set_image(work.rgb)
-            entry['image_key'] = key
 
     def segment_prompts(self, image, vocabulary, prompts, model=None, progress=_no_progress):
         """Clicks/boxes -> SAM masks labelled by CLIP: (overlay, objects HTML, status)."""
@@ -187,23 +176,22 @@ class DemoServices:
                                  'first.')
         with self.lock:
             spec, inferencer = self._model(model, progress)
-            inferencer.set_vocabulary(classes)  # keeps the inferencer and the prompter in step
-            progress(0.3, desc='Embedding the image (SAM and CLIP)')
-            entry = self._prompter(spec.label, inferencer)
-            self._set_image(entry, work)
-            progress(0.7, desc='Decoding masks')
-            found = [self._one_object(entry['prompter'], obj, work.scale) for obj in objects]
+            inferencer.set_vocabulary(classes)
+            self._with_sam(spec.label, inferencer)
+            progress(0.3, desc='Embedding the image (SAM and CLIP, once per image) and decoding '
+                               'masks')
+            found = [self._one_object(inferencer, work.rgb, obj, work.scale) for obj in objects]
         return self._objects_output(work, parsed, found, spec.label, started, len(classes))
 
     @staticmethod
-    def _one_object(prompter, obj, scale):
+    def _one_object(inferencer, rgb, obj, scale):
         points = obj['points'] * scale if len(obj['points']) else None
         box = None if obj['box'] is None else (obj['box'] * scale)[None]
-        result = prompter(points=points, point_labels=obj['labels'] if points is not None else None,
-                          boxes=box)
-        label = int(result.labels[0])
-        return dict(mask=result.masks[0].cpu().numpy(), label=label, name=result.label_names[0],
-                    prob=float(result.class_probs[0, label]), iou=float(result.mask_scores[0]))
+        result = inferencer.prompt(rgb, points=points, boxes=box,
+                                   point_labels=obj['labels'] if points is not None else None)
+        return dict(mask=result['masks'][0], label=int(result['labels'][0]),
+                    name=result['label_names'][0], prob=float(result['scores'][0]),
+                    iou=float(result['mask_scores'][0]))
 
     def _objects_output(self, work, parsed, found, label, started, num_classes):
         palette = class_palette(num_classes)

@@ -13,6 +13,8 @@ Call graph::
       └─ resize_scores                       to the original size once (return_logits=False:
                                              never; the mask is computed in row strips)
       └─ argmax ─ shares ─ overlay
+    inferencer.prompt(image, points, point_labels, boxes, vocabulary)   (needs ``sam``)
+      └─ PromptSession (ovseg.apis.prompting)   SAM masks labelled by mask-pooled dense CLIP features
 """
 import copy
 import logging
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ovseg.apis.prompting import PromptSession
 from ovseg.apis.visualization import draw_overlay
 from ovseg.registry import MODELS, TRANSFORMS  # importing ovseg registers its modules there
 from ovseg.text import load_vocabulary
@@ -307,6 +310,9 @@ class OVSegInferencer:
             Default False.
         cfg_options (dict, optional): config overrides (dotted keys).
         max_pixels (int, optional): refuse input images with more pixels. Default None.
+        sam (SAMPredictor | dict, optional): SAM for :meth:`prompt` (a module, or a config such as
+            ``dict(type='SAMPredictor', arch='vit_b', checkpoint='sam_vit_b_01ec64.pth')``); built
+            on first use. Default None: :meth:`prompt` is unavailable until :meth:`set_sam`.
 
     Raises:
         WeightsUnavailableError: pretrained weights are neither cached nor downloadable (its
@@ -321,7 +327,7 @@ class OVSegInferencer:
     """
 
     def __init__(self, model, checkpoint=None, device='cpu', vocabulary=None, random_weights=False,
-                 cfg_options=None, max_pixels=None):
+                 cfg_options=None, max_pixels=None, sam=None):
         cfg = load_config(model, cfg_options)
         if isinstance(cfg.model.get('background'), dict):
             cfg.model.background['optional'] = True
@@ -335,6 +341,7 @@ class OVSegInferencer:
         self.vocabulary = load_vocabulary(default) if default is not None else None
         self._active = None
         self._use_vocabulary(None)
+        self._sam, self._session = sam, None
 
     @property
     def class_names(self):
@@ -433,3 +440,46 @@ class OVSegInferencer:
             for (image, _), p in zip(run, probs):
                 results.append(self._result(image, p, names, return_logits, return_overlay))
         return results[0] if single else results
+
+    def set_sam(self, sam):
+        """Use ``sam`` (a SAMPredictor or its config) for :meth:`prompt` from now on."""
+        self._sam, self._session = sam, None
+
+    @torch.no_grad()
+    def prompt(self, image, points=None, point_labels=None, boxes=None, vocabulary=None,
+               return_overlay=False):
+        """SAM masks for point/box prompts on one image, labelled by CLIP from a vocabulary.
+
+        The SAM image embedding and the dense CLIP features are computed once per image and
+        reused while the same pixels are prompted again (clicks in an interactive session).
+
+        Args:
+            image: anything :func:`ovseg.utils.image_io.load_image` accepts.
+            points (array-like, optional): (P, 2) xy pixel coordinates; all points form one
+                prompt (one mask).
+            point_labels (array-like, optional): (P,) 1 = positive (default), 0 = negative.
+            boxes (array-like, optional): (M, 4) xyxy pixel boxes, one mask each; at most one box
+                can be combined with points.
+            vocabulary: vocabulary for this call only (as in :meth:`__call__`).
+            return_overlay (bool): also draw the labelled masks over the image. Default False.
+
+        Returns:
+            dict: ``masks`` (M, H, W) bool, ``labels`` (M,) class indices, ``label_names``,
+            ``scores`` (M,) CLIP probability of each label, ``class_probs`` (M, K),
+            ``mask_scores`` (M,) SAM's predicted IoU, ``class_names`` (K), ``low_res_logits``
+            (M, 1, 256, 256) SAM logits (pass back through the prompter to refine) and
+            ``overlay`` ((H, W, 3) uint8 RGB, or None).
+
+        Raises:
+            RuntimeError: no SAM was given. ValueError: no prompt, bad labels, a point outside
+                the image, an empty box, points with several boxes.
+        """
+        if self._sam is None:
+            raise RuntimeError('Point/box prompts need SAM: give OVSegInferencer(..., sam=dict('
+                               "type='SAMPredictor', arch='vit_b', checkpoint=PATH)) or call "
+                               'set_sam().')
+        if self._session is None:
+            self._session = PromptSession(self.model, self._sam)
+        rgb = load_image(image, self.max_pixels)
+        self._use_vocabulary(vocabulary)
+        return self._session.result(rgb, points, point_labels, boxes, return_overlay)
