@@ -1,47 +1,106 @@
-"""Inference speed and memory of a segmentor config on random images.
+"""Inference speed, memory and per-stage cost of any segmentor config on random images.
 
 Usage::
 
-    python tools/analysis/benchmark.py CONFIG [--shape H W] [--mode whole|slide] [--crop N --stride N]
-        [--repeats N] [--warmup N] [--random-weights] [--precision fp32|bf16] [--device cpu|cuda]
-        [--threads N] [--json OUT] [--cfg-options k=v ...]
+    python tools/analysis/benchmark.py CONFIG [--size published|small] [--shape H W] [--small-side 224]
+        [--mode whole|slide] [--crop N --stride N] [--batch N] [--repeats N] [--warmup N]
+        [--random-weights] [--templates NAME] [--precision fp32|bf16|fp16] [--device cpu|cuda]
+        [--threads N] [--no-stages] [--json OUT] [--cfg-options k=v ...]
 
-Each repeat runs ``model.test_step`` on one random uint8 image (data preprocessor, inference, result
-packing), so the figures are end to end except data loading: images/s, wall latency (mean, p50, p90,
-min), CPU time per image summed over threads (robust to other processes sharing the cores), and peak
-memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: peak RSS of the timed loop, read from the kernel's
-VmHWM after resetting it, else the process's ``ru_maxrss``). The vocabulary's text embeddings are
-computed once before the warm-up and reported separately (they are cached per vocabulary). For an
-``OVSegmentor`` the time is also split into backbone (+ refiner), head + test-time rules, upsampling of
-the score maps, and the rest (slide stitching, preprocessing, result packing).
+Works for every model type in configs/: ``OVSegmentor`` (MaskCLIP, CLIP-DINOiser, + SAM refinement),
+``SAMProposalSegmentor``, ``FCCLIPSegmentor`` and the anomaly segmentors (WinCLIP, AnoVL with or without
+its test-time adapter, AnomalyCLIP, MuSc). Each repeat runs ``model.test_step`` on one batch of random
+uint8 images (data preprocessor, inference, result packing), so the figures are end to end except data
+loading. A batch is ``--batch`` images (default 1); MuSc scores a whole category at once, so it gets one
+category batch of ``--batch`` images (default ``max(8, the head's minimum)``). All figures are per image:
+images/s, wall latency (mean, p50, p90, min: the batch's time / batch size), CPU time summed over threads
+(robust to other processes sharing the cores), and peak memory (CUDA: ``torch.cuda.max_memory_allocated``;
+CPU: peak RSS of the timed loop, read from the kernel's VmHWM after resetting it, else ``ru_maxrss``).
+
+Input size: ``--size published`` (default) derives the image the config's test pipeline gives the model
+from its ``Resize`` (a 4:3 640x480 reference image, 2048x1024 for Cityscapes; ``keep_ratio=False``: the
+scale itself), e.g. 448x597 for MaskCLIP on ADE20K, 800x1067 for FC-CLIP, 518x518 for MuSc;
+``--size small`` scales that to a short side of ``--small-side`` (224). ``--shape H W`` sets it directly.
+The config's ``test_cfg`` (whole / slide, crop, stride) is kept unless overridden.
+
+``--random-weights`` strips every pretrained tag, checkpoint path and 'Pretrained' init_cfg
+(:func:`ovseg.apis.inferencer.strip_weight_sources`: CLIP, SAM, FC-CLIP, ...), so nothing is read or
+downloaded. Data-dependent parts (how many SAM masks pass the thresholds, how many regions SAM refines)
+then differ from pretrained weights; the number of SAM proposals is reported. ``--templates single``
+replaces every ``OVTextClassifier``'s templates (per-image cost does not depend on them).
+
+Text embeddings (the vocabulary's, or an anomaly head's prompts) are computed once before the warm-up
+and reported separately (``text_encoding_s``). Stages (``stages_ms``, exclusive ms per image): every
+top-level child module of the model timed with forward pre/post hooks (``data_preprocessor``,
+``backbone``, ``refiner``, ``sam_refiner``, ``proposals``, ``pixel_decoder``, ``transformer_decoder``,
+``out_vocab_classifier``, ``head``, ...), a few nested modules (FC-CLIP's in-vocabulary classifier
+``transformer_decoder.class_head``, SAM's image encoder) and methods (``STAGE_METHODS``: OVSegmentor
+``head_rules`` = similarity head + softmax + test-time rules and ``upsample`` = the rest of
+``encode_decode``; FC-CLIP ``postprocess``; the anomaly heads' image encoding / text / scoring steps).
+A nested stage's time is not counted again in its parent; ``other`` is the remainder of the total, so
+the stages sum to the mean latency.
 """
 import argparse
+import inspect
 import json
 import os
 import platform
 import resource
 import time
+from collections import defaultdict
 
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 from mmseg.structures import SegDataSample
 
+from ovseg.apis.inferencer import strip_weight_sources
 from ovseg.registry import MODELS
+
+SMALL_SIDE = 224
+# (width, height) of the reference image that the test pipeline's Resize is applied to.
+REFERENCE_IMAGE = (640, 480)
+WIDE_REFERENCE_IMAGE = (2048, 1024)  # Cityscapes
+# Methods timed as stages, by the class name of their owner (the model or one of its modules; subclasses
+# inherit). Stage name: the given one for the model's own methods, else '<module path>.<method>'.
+STAGE_METHODS = {
+    'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
+    'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
+    'SAMRefiner': (('prompt_regions', None),),
+    'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
+    'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),
+    'AnoVLHead': (('text_features', None), ('encode_tokens', None), ('adapt', None), ('score_tokens', None),
+                  ('image_scores', None)),
+    'MuScHead': (('extract', None),),
+    'AnomalyCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
+}
+# Top-level children whose time stays in a method stage (OVSegmentor's head is part of head_rules).
+MERGED_CHILDREN = {'OVSegmentor': ('head',)}
+# Nested modules timed as stages of their own, by class name.
+NESTED_STAGES = ('FCCLIPInVocabClassifier', 'ImageEncoderViT')
+# Stage outputs counted per image (work that depends on the data and the weights), by output class name.
+COUNTERS = {'MaskProposals': ('sam_proposals', len), 'RefineResult': ('sam_refine_regions', lambda r: len(r.regions))}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Benchmark the inference of a segmentor config.')
     parser.add_argument('config', help='config file')
-    parser.add_argument('--shape', type=int, nargs=2, default=(448, 448), metavar=('H', 'W'),
-                        help='input image size (after the test pipeline). Default 448 448')
+    parser.add_argument('--size', choices=['published', 'small'], default='published',
+                        help="input size: the config's test size (default) or its short side scaled to "
+                             '--small-side')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), help='input size (overrides --size)')
+    parser.add_argument('--small-side', type=int, default=SMALL_SIDE, help='short side of --size small (224)')
     parser.add_argument('--mode', choices=['whole', 'slide'], help='override model.test_cfg.mode')
     parser.add_argument('--crop', type=int, help='slide window size (override test_cfg.crop_size)')
     parser.add_argument('--stride', type=int, help='slide stride (override test_cfg.stride)')
-    parser.add_argument('--repeats', type=int, default=10, help='timed images. Default 10')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed images first. Default 2')
+    parser.add_argument('--batch', type=int, help='images per test_step (default 1; MuSc: max(8, minimum))')
+    parser.add_argument('--image', choices=['natural', 'random'], default='natural',
+                        help="input: scikit-image photos resized to the size (default) or uniform noise")
+    parser.add_argument('--repeats', type=int, default=10, help='timed batches. Default 10')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed batches first. Default 2')
     parser.add_argument('--random-weights', action='store_true',
-                        help='drop pretrained/checkpoint from the backbone (nothing is downloaded)')
+                        help='strip pretrained tags / checkpoints everywhere (nothing is read or downloaded)')
+    parser.add_argument('--templates', help="set every OVTextClassifier's templates (e.g. 'single')")
     parser.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], help='override model precision')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
@@ -51,35 +110,136 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build_model(args):
+# ------------------------------------------------------------------------------------------ config
+def load_config(path, cfg_options=None, random_weights=False, templates=None):
+    """Config with the overrides; weight sources stripped and text templates replaced on request."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if random_weights:
+        strip_weight_sources(cfg.model)
+    if templates:
+        _set_templates(cfg.model, templates)
+    return cfg
+
+
+def _set_templates(node, templates):
+    if isinstance(node, dict):
+        if node.get('type') == 'OVTextClassifier':
+            node['templates'] = templates
+        for value in node.values():
+            _set_templates(value, templates)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _set_templates(value, templates)
+
+
+def test_pipeline(cfg):
+    """The config's test pipeline (test_dataloader's, else ``test_pipeline``), or None."""
+    loader = cfg.get('test_dataloader')
+    pipeline = loader.get('dataset', {}).get('pipeline') if isinstance(loader, dict) else None
+    return pipeline if pipeline is not None else cfg.get('test_pipeline')
+
+
+def published_shape(cfg, reference=None):
+    """(H, W) the test pipeline's Resize gives a reference image (see the module docstring)."""
+    from mmcv.image import rescale_size
+    resizes = [t for t in (test_pipeline(cfg) or []) if t.get('type') == 'Resize' and t.get('scale')]
+    if not resizes:
+        raise ValueError('The config has no test pipeline with a Resize scale: give --shape H W.')
+    resize = resizes[0]
+    scale = tuple(int(s) for s in (resize['scale'] if not isinstance(resize['scale'], int)
+                                   else (resize['scale'],) * 2))
+    if not resize.get('keep_ratio', False):
+        return scale[1], scale[0]  # mmcv scales are (w, h)
+    if reference is None:
+        dataset = str(cfg.get('test_dataloader', {}).get('dataset', {}).get('type', ''))
+        reference = WIDE_REFERENCE_IMAGE if 'cityscapes' in dataset.lower() else REFERENCE_IMAGE
+    width, height = rescale_size(tuple(reference), scale)
+    return height, width
+
+
+def small_shape(shape, side=SMALL_SIDE):
+    """``shape`` scaled so that its short side is ``side``."""
+    factor = side / min(shape)
+    return tuple(int(s * factor + 0.5) for s in shape)
+
+
+def resolve_shape(cfg, size='published', shape=None, small_side=SMALL_SIDE):
+    if shape:
+        return tuple(int(s) for s in shape)
+    published = published_shape(cfg)
+    return published if size == 'published' else small_shape(published, small_side)
+
+
+def supports_precision(model_type):
+    """Whether the registered class (or a base class) takes a ``precision`` argument."""
+    cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    return cls is not None and any('precision' in inspect.signature(k.__init__).parameters
+                                   for k in cls.__mro__ if '__init__' in vars(k))
+
+
+def build_model(args, cfg=None):
     """Model from the config with the command-line overrides, in eval mode on ``args.device``."""
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    if cfg is None:
+        cfg = load_config(args.config, args.cfg_options, args.random_weights, args.templates)
     model_cfg = cfg.model
-    if args.random_weights:
-        model_cfg.backbone.pop('pretrained', None)
-        model_cfg.backbone.pop('checkpoint', None)
-        model_cfg.pop('init_cfg', None)
-        if 'text_classifier' in model_cfg:
-            model_cfg.text_classifier['cache_dir'] = None  # random text weights: nothing worth caching
-    test_cfg = model_cfg.setdefault('test_cfg', {})
-    for key, value in (('mode', args.mode), ('crop_size', args.crop), ('stride', args.stride)):
-        if value is not None:
-            test_cfg[key] = value
+    if any(v is not None for v in (args.mode, args.crop, args.stride)):
+        test_cfg = model_cfg.setdefault('test_cfg', {})
+        for key, value in (('mode', args.mode), ('crop_size', args.crop), ('stride', args.stride)):
+            if value is not None:
+                test_cfg[key] = value
     if args.precision is not None:
-        model_cfg['precision'] = args.precision
+        if supports_precision(model_cfg['type']):
+            model_cfg['precision'] = args.precision
+        elif args.precision != 'fp32':
+            raise SystemExit(f"{model_cfg['type']} has no precision option; only fp32 can be benchmarked.")
     torch.manual_seed(0)
     return MODELS.build(model_cfg).to(args.device).eval()
 
 
-def random_batch(shape, device, seed=0):
-    """One random uint8 BGR image as the data preprocessor expects it: {'inputs', 'data_samples'}."""
+# ------------------------------------------------------------------------------------------ inputs
+def default_batch(model):
+    """1, or for heads that score a whole category at once (MuSc) max(8, their minimum)."""
+    head = getattr(model, 'head', None)
+    if getattr(head, 'needs_category_batch', False):
+        return max(8, int(getattr(head, 'min_images', 1)))
+    return 1
+
+
+NATURAL_IMAGES = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
+
+
+def natural_image(index, shape):
+    """(3, H, W) uint8 BGR: scikit-image's ``NATURAL_IMAGES[index % 5]`` centre-cropped to the aspect of
+    ``shape`` and resized (PIL bicubic)."""
+    import skimage.data
+    from PIL import Image
+    height, width = shape
+    img = Image.fromarray(getattr(skimage.data, NATURAL_IMAGES[index % len(NATURAL_IMAGES)])())
+    scale = max(width / img.width, height / img.height)
+    crop_w, crop_h = min(img.width, round(width / scale)), min(img.height, round(height / scale))
+    left, top = (img.width - crop_w) // 2, (img.height - crop_h) // 2
+    img = img.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.BICUBIC)
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(img)[..., ::-1])).permute(2, 0, 1).contiguous()
+
+
+def random_batch(shape, device, seed=0, batch=1, image='random'):
+    """``batch`` uint8 BGR images as the data preprocessor expects them: {'inputs', 'data_samples'}.
+
+    Args:
+        image (str): 'random' (uniform noise) or 'natural' (:func:`natural_image`).
+    """
     height, width = shape
     gen = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=gen)
     meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width))
-    return dict(inputs=[image.to(device)], data_samples=[SegDataSample(metainfo=meta)])
+    if image == 'natural':
+        images = [natural_image(i, shape) for i in range(batch)]
+    else:
+        images = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=gen)
+                  for _ in range(batch)]
+    return dict(inputs=[x.to(device) for x in images],
+                data_samples=[SegDataSample(metainfo=dict(meta)) for _ in range(batch)])
 
 
 def _sync(device):
@@ -87,42 +247,93 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-class StageTimer:
-    """Times an OVSegmentor's stages by wrapping its methods on this instance only."""
+# ------------------------------------------------------------------------------------------ stages
+def _class_names(obj):
+    return [k.__name__ for k in type(obj).__mro__]
 
-    STAGES = {'backbone': 'extract_feat', 'head_rules': 'scores_from_features', 'decode': 'encode_decode'}
+
+def stage_plan(model):
+    """Stages of a model: (modules [(name, module)], methods [(name, owner, method name)])."""
+    names = _class_names(model)
+    merged = {c for n in names for c in MERGED_CHILDREN.get(n, ())}
+    modules = [(name, child) for name, child in model.named_children() if name not in merged]
+    methods = []
+    for path, module in model.named_modules():
+        if path and any(n in NESTED_STAGES for n in _class_names(module)):
+            modules.append((path, module))
+        seen = set()
+        for cls_name in _class_names(module):
+            for method, label in STAGE_METHODS.get(cls_name, ()):
+                if method not in seen and hasattr(module, method):
+                    seen.add(method)
+                    methods.append((label or (f'{path}.{method}' if path else method), module, method))
+    return modules, methods
+
+
+class StageTimer:
+    """Exclusive time per stage (module forwards via hooks, methods via instance wrappers)."""
 
     def __init__(self, model, device):
         self.device = device
-        self.totals = {name: 0.0 for name in self.STAGES}
-        self.enabled = all(hasattr(model, method) for method in self.STAGES.values())
-        if self.enabled:
-            for name, method in self.STAGES.items():
-                setattr(model, method, self._wrap(name, getattr(model, method)))
+        self._stack, self._handles, self._wrapped = [], [], []
+        self.reset()
+        modules, methods = stage_plan(model)
+        for name, module in modules:
+            self._handles.append(module.register_forward_pre_hook(lambda m, a, n=name: self._enter(n)))
+            self._handles.append(module.register_forward_hook(lambda m, a, o, n=name: self._exit(n, o)))
+        for name, owner, method in methods:
+            self._wrapped.append((owner, method))
+            setattr(owner, method, self._wrap(name, getattr(owner, method)))
+
+    def reset(self):
+        self.totals, self.calls, self.counts = defaultdict(float), defaultdict(int), defaultdict(int)
+        self._stack = []
+
+    def _enter(self, name):
+        _sync(self.device)
+        self._stack.append([name, time.perf_counter(), 0.0])
+
+    def _exit(self, name, output=None):
+        _sync(self.device)
+        now = time.perf_counter()
+        while self._stack:  # a stage left by an exception is dropped
+            entry = self._stack.pop()
+            if entry[0] == name:
+                break
+        else:
+            return
+        elapsed = now - entry[1]
+        self.totals[name] += elapsed - entry[2]
+        self.calls[name] += 1
+        if self._stack:
+            self._stack[-1][2] += elapsed
+        counter = COUNTERS.get(type(output).__name__)
+        if counter is not None:
+            self.counts[counter[0]] += counter[1](output)
 
     def _wrap(self, name, fn):
         def timed(*args, **kwargs):
-            _sync(self.device)
-            start = time.perf_counter()
+            self._enter(name)
             out = fn(*args, **kwargs)
-            _sync(self.device)
-            self.totals[name] += time.perf_counter() - start
+            self._exit(name, out)
             return out
         return timed
 
-    def reset(self):
-        self.totals = {name: 0.0 for name in self.STAGES}
+    def remove(self):
+        for handle in self._handles:
+            handle.remove()
+        for owner, method in self._wrapped:
+            delattr(owner, method)
+        self._handles, self._wrapped = [], []
 
     def split_ms(self, total_s, images):
-        """Mean ms per image: backbone, head + rules, upsampling (rest of encode_decode), other."""
-        if not self.enabled:
-            return None
-        per = {k: 1000.0 * v / images for k, v in self.totals.items()}
-        return dict(backbone=per['backbone'], head_rules=per['head_rules'],
-                    upsample=per['decode'] - per['backbone'] - per['head_rules'],
-                    other=1000.0 * total_s / images - per['decode'])
+        """Mean exclusive ms per image of every stage that ran, and 'other' (the rest of ``total_s``)."""
+        per = {k: 1000.0 * v / images for k, v in self.totals.items() if self.calls[k]}
+        per['other'] = 1000.0 * total_s / images - sum(per.values())
+        return per
 
 
+# ------------------------------------------------------------------------------------------ memory
 def _reset_peak_rss():
     """Reset the kernel's peak-RSS counter (VmHWM) so the peak covers the timed loop only (Linux)."""
     try:
@@ -133,41 +344,66 @@ def _reset_peak_rss():
         return False
 
 
+def _status_mib(field):
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_memory_mib(device, peak_reset):
     """Peak memory in MiB and how it was measured."""
     if str(device).startswith('cuda'):
         return torch.cuda.max_memory_allocated() / 2**20, 'torch.cuda.max_memory_allocated'
-    if peak_reset:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024, 'peak RSS of the timed loop (VmHWM)'
+    if peak_reset and _status_mib('VmHWM') is not None:
+        return _status_mib('VmHWM'), 'peak RSS of the timed loop (VmHWM)'
     # ru_maxrss is in KiB on Linux and covers the whole process (model building included).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'peak RSS of the process (ru_maxrss)'
 
 
+# --------------------------------------------------------------------------------------------- run
+def text_call(model):
+    """Zero-argument callable computing the model's text embeddings once, or None (no text)."""
+    if hasattr(model, 'class_embeddings'):
+        return model.class_embeddings
+    head, backbone = getattr(model, 'head', None), getattr(model, 'backbone', None)
+    names = [getattr(model, 'default_class_name', 'object')]
+    for method in ('text_embeddings', 'text_features'):
+        fn = getattr(head, method, None)
+        if fn is not None:
+            params = inspect.signature(fn).parameters
+            return (lambda: fn(backbone, names)) if 'class_names' in params else (lambda: fn(backbone))
+    return None
+
+
 def _time_text(model, device):
-    if not hasattr(model, 'class_embeddings'):
+    fn = text_call(model)
+    if fn is None:
         return None
     _sync(device)
     start = time.perf_counter()
     with torch.no_grad():
-        model.class_embeddings()
+        fn()
     _sync(device)
     return time.perf_counter() - start
 
 
 def run_benchmark(model, args):
-    """Warm up, then time ``args.repeats`` images; return the results dict."""
-    device = args.device
+    """Warm up, then time ``args.repeats`` batches; return the results dict (per-image figures)."""
+    device, batch_size = args.device, args.batch
     text_s = _time_text(model, device)
-    batch = random_batch(args.shape, device)
+    batch = random_batch(args.shape, device, batch=batch_size, image=args.image)
     with torch.no_grad():
         for _ in range(args.warmup):
             model.test_step(batch)
     timer = StageTimer(model, device) if not args.no_stages else None
     if str(device).startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
+    rss_before = _status_mib('VmRSS')
     peak_reset = _reset_peak_rss()
     times = []
     cpu_start = time.process_time()
@@ -178,28 +414,54 @@ def run_benchmark(model, args):
             model.test_step(batch)
             _sync(device)
             times.append(time.perf_counter() - start)
+    images = len(times) * batch_size
     # CPU time of all threads: less sensitive than wall time to other processes sharing the cores.
-    cpu_ms = 1000.0 * (time.process_time() - cpu_start) / len(times)
+    cpu_ms = 1000.0 * (time.process_time() - cpu_start) / images
     memory, memory_how = peak_memory_mib(device, peak_reset)
-    lat = np.asarray(times) * 1000.0
-    return dict(images_per_s=len(times) / float(np.sum(times)), latency_ms_mean=float(lat.mean()),
-                latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p90=float(np.percentile(lat, 90)),
-                latency_ms_min=float(lat.min()), cpu_ms_per_image=cpu_ms, peak_memory_mib=memory,
-                peak_memory_how=memory_how,
-                text_encoding_s=text_s,
-                stages_ms=timer.split_ms(float(np.sum(times)), len(times)) if timer else None)
+    if timer is not None:
+        timer.remove()
+    lat = np.asarray(times) * 1000.0 / batch_size
+    result = dict(images_per_s=images / float(np.sum(times)), latency_ms_mean=float(lat.mean()),
+                  latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p90=float(np.percentile(lat, 90)),
+                  latency_ms_min=float(lat.min()), batch_latency_ms_mean=float(lat.mean() * batch_size),
+                  cpu_ms_per_image=cpu_ms, peak_memory_mib=memory, peak_memory_how=memory_how,
+                  rss_before_timing_mib=rss_before, text_encoding_s=text_s,
+                  stages_ms=timer.split_ms(float(np.sum(times)), images) if timer else None)
+    if timer is not None and timer.counts:
+        result['counts_per_image'] = {k: v / images for k, v in timer.counts.items()}
+    return result
+
+
+def machine_info(device='cpu'):
+    """CPU model, cores, torch version and threads (and the GPU when used)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    info = dict(cpu=cpu, cpu_count=os.cpu_count(),
+                cpus_usable=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
+                torch=torch.__version__, threads=torch.get_num_threads(),
+                omp_num_threads=os.environ.get('OMP_NUM_THREADS'), python=platform.python_version(),
+                platform=platform.platform())
+    if str(device).startswith('cuda') and torch.cuda.is_available():
+        info['gpu'] = torch.cuda.get_device_name()
+    return info
 
 
 def describe_setup(model, args):
     """The settings the figures depend on."""
     test_cfg = dict(getattr(model, 'test_cfg', {}) or {})
-    return dict(config=args.config, shape=list(args.shape), mode=test_cfg.get('mode'),
-                crop_size=test_cfg.get('crop_size'), stride=test_cfg.get('stride'),
-                precision=getattr(model, 'precision', None), device=str(args.device),
-                threads=torch.get_num_threads(), random_weights=args.random_weights, repeats=args.repeats,
-                warmup=args.warmup, params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-                torch=torch.__version__, cpu=platform.processor() or platform.machine(),
-                cpu_count=os.cpu_count())
+    info = machine_info(args.device)
+    size = 'custom' if getattr(args, 'shape_given', False) else args.size
+    return dict(config=args.config, model_type=type(model).__name__, shape=list(args.shape), size=size,
+                image=args.image, batch=args.batch, mode=test_cfg.get('mode'), crop_size=test_cfg.get('crop_size'),
+                stride=test_cfg.get('stride'), precision=getattr(model, 'precision', 'fp32'),
+                device=str(args.device), threads=info['threads'], random_weights=args.random_weights,
+                templates=args.templates, repeats=args.repeats, warmup=args.warmup,
+                params_m=sum(p.numel() for p in model.parameters()) / 1e6, torch=info['torch'],
+                cpu=info['cpu'], cpu_count=info['cpu_count'])
 
 
 def format_table(result):
@@ -220,10 +482,14 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.warmup < 1:
-        raise SystemExit('--warmup must be at least 1 (the first image pays for lazy initialisation).')
+        raise SystemExit('--warmup must be at least 1 (the first batch pays for lazy initialisation).')
     if args.repeats < 1:
         raise SystemExit('--repeats must be at least 1.')
-    model = build_model(args)
+    cfg = load_config(args.config, args.cfg_options, args.random_weights, args.templates)
+    args.shape_given = args.shape is not None
+    args.shape = resolve_shape(cfg, args.size, args.shape, args.small_side)
+    model = build_model(args, cfg)
+    args.batch = args.batch or default_batch(model)
     result = describe_setup(model, args)
     result.update(run_benchmark(model, args))
     print(format_table(result))

@@ -1,6 +1,7 @@
 # ADE20K val, 150 classes: 2,000 images; label 0 ('other') is ignored.
 # Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
-dataset_type = 'ADE20KDataset'
+# mmseg's ADE20KDataset with checks that name a missing folder and its converter (checked_mmseg.py).
+dataset_type = 'CheckedADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 test_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -1,7 +1,8 @@
 # Cityscapes val, 19 classes: 500 images; labels converted with mmseg's
 # tools/dataset_converters/cityscapes.py (*_gtFine_labelTrainIds.png).
 # Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
-dataset_type = 'CityscapesDataset'
+# mmseg's CityscapesDataset with checks that name a missing folder and its converter (checked_mmseg.py).
+dataset_type = 'CheckedCityscapesDataset'
 data_root = 'data/cityscapes'
 test_pipeline = [
     dict(type='LoadImageFromFile'),

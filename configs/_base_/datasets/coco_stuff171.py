@@ -1,7 +1,8 @@
 # COCO-Stuff 164k val2017, 171 classes: 5,000 images; labels converted with mmseg's
 # tools/dataset_converters/coco_stuff164k.py (*_labelTrainIds.png).
 # Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
-dataset_type = 'COCOStuffDataset'
+# mmseg's COCOStuffDataset with checks that name a missing folder and its converter (checked_mmseg.py).
+dataset_type = 'CheckedCOCOStuffDataset'
 data_root = 'data/coco_stuff164k'
 test_pipeline = [
     dict(type='LoadImageFromFile'),

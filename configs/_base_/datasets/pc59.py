@@ -1,7 +1,8 @@
 # PASCAL Context val, 59 classes: 5,105 images; background (0) is ignored
 # (PascalContextDataset59 reduces label 0 to 255).
 # Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
-dataset_type = 'PascalContextDataset59'
+# mmseg's PascalContextDataset59 with checks that name a missing folder and its converter (checked_mmseg.py).
+dataset_type = 'CheckedPascalContextDataset59'
 data_root = 'data/VOCdevkit/VOC2010'
 test_pipeline = [
     dict(type='LoadImageFromFile'),

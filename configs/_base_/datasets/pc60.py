@@ -1,6 +1,7 @@
 # PASCAL Context val, 60 classes: 5,105 images; background is class 0.
 # Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
-dataset_type = 'PascalContextDataset'
+# mmseg's PascalContextDataset with checks that name a missing folder and its converter (checked_mmseg.py).
+dataset_type = 'CheckedPascalContextDataset'
 data_root = 'data/VOCdevkit/VOC2010'
 test_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -1,6 +1,7 @@
 # PASCAL VOC 2012 val, 21 classes: 1,449 images; background is class 0.
 # Test protocol of ClearCLIP / CLIP-DINOiser: short side resized to 448 (long side at most 2048).
-dataset_type = 'PascalVOCDataset'
+# mmseg's PascalVOCDataset with checks that name a missing folder and its converter (checked_mmseg.py).
+dataset_type = 'CheckedPascalVOCDataset'
 data_root = 'data/VOCdevkit/VOC2012'
 test_pipeline = [
     dict(type='LoadImageFromFile'),
