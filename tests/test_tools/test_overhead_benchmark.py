@@ -1,0 +1,34 @@
+"""tools/analysis/overhead_benchmark.py on tiny MaskCLIP / CLIP-DINOiser configs."""
+import importlib.util
+import json
+import pprint
+from pathlib import Path
+
+from ovseg.testing import tiny_maskclip_cfg
+
+TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'analysis' / 'overhead_benchmark.py'
+
+
+def _write(path, model):
+    path.write_text(f'model = {pprint.pformat(model)}\n')
+    return str(path)
+
+
+def test_overhead_benchmark_on_tiny_configs(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('overhead_benchmark', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    maskclip = _write(tmp_path / 'maskclip.py', tiny_maskclip_cfg(mode='slide'))
+    dinoiser = _write(tmp_path / 'dinoiser.py', tiny_maskclip_cfg(mode='slide', refiner=dict(
+        type='CLIPDINOiserRefiner', in_channels=32, proj_channels=8, token_layer='resblocks.-2.ln_2')))
+    out = tmp_path / 'overhead.json'
+    result = tool.main(['--maskclip', maskclip, '--dinoiser', dinoiser, '--whole', '64', '64',
+                        '--slide', '64', '128', '--repeats', '2', '--json', str(out)])
+    names = {'vit', 'maskclip whole', 'clip_dinoiser whole', 'maskclip slide', 'clip_dinoiser slide'}
+    for precision in ('fp32', 'bf16'):
+        entry = result['precisions'][precision]
+        assert set(entry['median_s']) == names and all(v > 0 for v in entry['median_s'].values())
+        assert entry['maskclip_vs_vit'] > -1
+    assert set(result['bf16_speedup']) == names
+    assert json.loads(out.read_text())['repeats'] == 2
+    assert 'MaskCLIP vs ViT' in capsys.readouterr().out
