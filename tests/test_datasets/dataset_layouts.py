@@ -7,7 +7,6 @@ import json
 import pickle
 from pathlib import Path
 
-import mmseg
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -35,6 +34,7 @@ def load_mmseg_converter(name):
         FileNotFoundError: this mmseg install has no ``mmseg/.mim/tools`` (e.g. a source checkout).
         ImportError: the converter's own dependency is missing (cityscapesscripts, detail).
     """
+    import mmseg  # after ovseg.registry (imported above), which prepares mmcv.ops for mmseg
     path = Path(mmseg.__file__).parent / '.mim' / 'tools' / 'dataset_converters' / f'{name}.py'
     if not path.is_file():
         raise FileNotFoundError(f"mmseg's converter {name}.py is not installed at {path}")
@@ -163,17 +163,18 @@ def make_ade150_raw(tmp_path):
 def make_pascal_context_converted(tmp_path):
     """VOCdevkit/VOC2010 as mmseg's ``pascal_context.py`` leaves it, for 2 images (train, val).
 
-    That converter reads ``trainval_merged.json`` through the Detail API (not installable offline), so
-    its output is written directly in its encoding: ``SegmentationClassContext/<name>.png`` (8-bit
-    grayscale, 0 = background, 1..59 the classes in Pascal Context id order: ``np.digitize`` over the
-    60 sorted ids) and ``ImageSets/SegmentationContext/{train,val}.txt`` (sorted names).
+    That converter reads ``trainval_merged.json`` through the Detail API (not installable
+    offline), so its output is written directly in its encoding:
+    ``SegmentationClassContext/<name>.png`` (8-bit grayscale, 0 = background, 1..59 the classes in
+    Pascal Context id order: ``np.digitize`` over the 60 sorted ids) and
+    ``ImageSets/SegmentationContext/{train,val}.txt`` (sorted names).
 
     Returns:
         tuple[Path, np.ndarray]: the VOC2010 folder and the uint8 PC-60 label of the val image.
     """
     root = tmp_path / 'VOCdevkit' / 'VOC2010'
-    labels = {'2008_000002': np.array([[0, 5], [5, 0]], dtype=np.uint8),
-              '2008_000003': np.array([[0, 1, 1, 59], [0, 15, 59, 59], [1, 1, 0, 0]], dtype=np.uint8)}
+    val = np.array([[0, 1, 1, 59], [0, 15, 59, 59], [1, 1, 0, 0]], dtype=np.uint8)
+    labels = {'2008_000002': np.array([[0, 5], [5, 0]], dtype=np.uint8), '2008_000003': val}
     (root / 'SegmentationClassContext').mkdir(parents=True)
     (root / 'ImageSets' / 'SegmentationContext').mkdir(parents=True)
     for name, label in labels.items():
@@ -186,8 +187,9 @@ def make_pascal_context_converted(tmp_path):
 
 CITYSCAPES_NAME = 'frankfurt_000000_000294'
 # Cityscapes labels used below: name -> (id, trainId); trainId None = id -1 (never drawn).
-CITYSCAPES_LABELS = {'unlabeled': (0, 255), 'ego vehicle': (1, 255), 'road': (7, 0), 'sky': (23, 10),
-                     'person': (24, 11), 'car': (26, 13), 'license plate': (-1, None)}
+CITYSCAPES_LABELS = {'unlabeled': (0, 255), 'ego vehicle': (1, 255), 'road': (7, 0),
+                     'sky': (23, 10), 'person': (24, 11), 'car': (26, 13),
+                     'license plate': (-1, None)}
 # Polygons of the val image (16x32), in drawing order: (label, x0, y0, x1, y1, deleted).
 CITYSCAPES_OBJECTS = (('sky', 0, 0, 31, 3, 0), ('road', 0, 8, 31, 15, 0), ('car', 4, 6, 11, 11, 0),
                       ('cargroup', 20, 5, 23, 7, 0), ('license plate', 6, 9, 8, 10, 0),
