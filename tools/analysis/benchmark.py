@@ -1,44 +1,41 @@
-"""Inference speed, memory and per-stage cost of any segmentor config on random images.
+"""Inference speed, memory and per-stage cost of any segmentor config, with random or real weights.
 
 Usage::
 
     python tools/analysis/benchmark.py CONFIG [--size published|small] [--shape H W] [--small-side 224]
-        [--mode whole|slide] [--crop N --stride N] [--batch N] [--repeats N] [--warmup N]
-        [--random-weights] [--templates NAME] [--precision fp32|bf16|fp16] [--device cpu|cuda]
-        [--threads N] [--no-stages] [--json OUT] [--cfg-options k=v ...]
+        [--mode whole|slide] [--crop N --stride N] [--batch N] [--image natural|random] [--repeats N]
+        [--warmup N] [--random-weights] [--templates NAME] [--precision fp32|bf16|fp16]
+        [--device cpu|cuda] [--threads N] [--no-stages] [--json OUT] [--cfg-options k=v ...]
 
-Works for every model type in configs/: ``OVSegmentor`` (MaskCLIP, CLIP-DINOiser, + SAM refinement),
-``SAMProposalSegmentor``, ``FCCLIPSegmentor`` and the anomaly segmentors (WinCLIP, AnoVL with or without
-its test-time adapter, AnomalyCLIP, MuSc). Each repeat runs ``model.test_step`` on one batch of random
-uint8 images (data preprocessor, inference, result packing), so the figures are end to end except data
-loading. A batch is ``--batch`` images (default 1); MuSc scores a whole category at once, so it gets one
-category batch of ``--batch`` images (default ``max(8, the head's minimum)``). All figures are per image:
-images/s, wall latency (mean, p50, p90, min: the batch's time / batch size), CPU time summed over threads
-(robust to other processes sharing the cores), and peak memory (CUDA: ``torch.cuda.max_memory_allocated``;
-CPU: peak RSS of the timed loop, read from the kernel's VmHWM after resetting it, else ``ru_maxrss``).
+Every model type in configs/: ``OVSegmentor`` (MaskCLIP, CLIP-DINOiser, + SAM refinement),
+``SAMProposalSegmentor``, ``FCCLIPSegmentor``, the anomaly segmentors (WinCLIP, AnoVL with or without its
+test-time adapter, AnomalyCLIP, MuSc). Each repeat runs ``model.test_step`` on one batch of uint8 images
+(data preprocessor, inference, result packing): end to end except data loading. The images are
+scikit-image photos resized to the input size (``--image natural``, default: SAM proposals and SAM
+refinement see structure) or uniform noise (``--image random``). A batch is ``--batch`` images (default
+1); MuSc scores a whole category at once and gets one category batch (default ``max(8, its minimum)``).
+Figures are per image: images/s, wall latency (mean, p50, p90, min: batch time / batch size), CPU time
+summed over threads (robust to other processes sharing the cores), peak memory (CUDA:
+``torch.cuda.max_memory_allocated``; CPU: peak RSS of the timed loop from the kernel's VmHWM after
+resetting it, else ``ru_maxrss``).
 
-Input size: ``--size published`` (default) derives the image the config's test pipeline gives the model
-from its ``Resize`` (a 4:3 640x480 reference image, 2048x1024 for Cityscapes; ``keep_ratio=False``: the
+Input size: ``--size published`` (default) is the image the config's test pipeline gives the model, its
+``Resize`` applied to a 4:3 640x480 reference image (2048x1024 for Cityscapes; ``keep_ratio=False``: the
 scale itself), e.g. 448x597 for MaskCLIP on ADE20K, 800x1067 for FC-CLIP, 518x518 for MuSc;
-``--size small`` scales that to a short side of ``--small-side`` (224). ``--shape H W`` sets it directly.
-The config's ``test_cfg`` (whole / slide, crop, stride) is kept unless overridden.
+``--size small`` scales it to a short side of ``--small-side`` (224); ``--shape H W`` sets it. The
+config's ``test_cfg`` (whole / slide, crop, stride) is kept unless overridden.
 
-``--random-weights`` strips every pretrained tag, checkpoint path and 'Pretrained' init_cfg
-(:func:`ovseg.apis.inferencer.strip_weight_sources`: CLIP, SAM, FC-CLIP, ...), so nothing is read or
-downloaded. Data-dependent parts (how many SAM masks pass the thresholds, how many regions SAM refines)
-then differ from pretrained weights; the number of SAM proposals is reported. ``--templates single``
-replaces every ``OVTextClassifier``'s templates (per-image cost does not depend on them).
+``--random-weights`` strips every pretrained tag, checkpoint path and 'Pretrained' init_cfg (CLIP, SAM,
+FC-CLIP, ...: :func:`ovseg.apis.inferencer.strip_weight_sources`), so nothing is read or downloaded.
+Data-dependent work (SAM masks passing the thresholds, regions SAM refines) then differs from pretrained
+weights; it is counted in ``counts_per_image``. ``--templates single`` gives every ``OVTextClassifier``
+one template (the per-image cost does not depend on them).
 
 Text embeddings (the vocabulary's, or an anomaly head's prompts) are computed once before the warm-up
-and reported separately (``text_encoding_s``). Stages (``stages_ms``, exclusive ms per image): every
-top-level child module of the model timed with forward pre/post hooks (``data_preprocessor``,
-``backbone``, ``refiner``, ``sam_refiner``, ``proposals``, ``pixel_decoder``, ``transformer_decoder``,
-``out_vocab_classifier``, ``head``, ...), a few nested modules (FC-CLIP's in-vocabulary classifier
-``transformer_decoder.class_head``, SAM's image encoder) and methods (``STAGE_METHODS``: OVSegmentor
-``head_rules`` = similarity head + softmax + test-time rules and ``upsample`` = the rest of
-``encode_decode``; FC-CLIP ``postprocess``; the anomaly heads' image encoding / text / scoring steps).
-A nested stage's time is not counted again in its parent; ``other`` is the remainder of the total, so
-the stages sum to the mean latency.
+and reported separately (``text_encoding_s``). ``stages_ms`` is the exclusive ms per image of every stage
+of :mod:`ovseg.utils.stage_timer` (top-level child modules, FC-CLIP's in-vocabulary classifier, SAM's
+image encoder, OVSegmentor ``head_rules`` / ``upsample``, the anomaly heads' steps) plus ``other``, the
+remainder: the stages sum to the mean latency.
 """
 import argparse
 import inspect
@@ -47,7 +44,6 @@ import os
 import platform
 import resource
 import time
-from collections import defaultdict
 
 import numpy as np
 import torch
@@ -56,30 +52,12 @@ from mmseg.structures import SegDataSample
 
 from ovseg.apis.inferencer import strip_weight_sources
 from ovseg.registry import MODELS
+from ovseg.utils.stage_timer import StageTimer, sync as _sync
 
 SMALL_SIDE = 224
 # (width, height) of the reference image that the test pipeline's Resize is applied to.
 REFERENCE_IMAGE = (640, 480)
 WIDE_REFERENCE_IMAGE = (2048, 1024)  # Cityscapes
-# Methods timed as stages, by the class name of their owner (the model or one of its modules; subclasses
-# inherit). Stage name: the given one for the model's own methods, else '<module path>.<method>'.
-STAGE_METHODS = {
-    'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
-    'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
-    'SAMRefiner': (('prompt_regions', None),),
-    'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
-    'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),
-    'AnoVLHead': (('text_features', None), ('encode_tokens', None), ('adapt', None), ('score_tokens', None),
-                  ('image_scores', None)),
-    'MuScHead': (('extract', None),),
-    'AnomalyCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
-}
-# Top-level children whose time stays in a method stage (OVSegmentor's head is part of head_rules).
-MERGED_CHILDREN = {'OVSegmentor': ('head',)}
-# Nested modules timed as stages of their own, by class name.
-NESTED_STAGES = ('FCCLIPInVocabClassifier', 'ImageEncoderViT')
-# Stage outputs counted per image (work that depends on the data and the weights), by output class name.
-COUNTERS = {'MaskProposals': ('sam_proposals', len), 'RefineResult': ('sam_refine_regions', lambda r: len(r.regions))}
 
 
 def parse_args(argv=None):
@@ -88,7 +66,8 @@ def parse_args(argv=None):
     parser.add_argument('--size', choices=['published', 'small'], default='published',
                         help="input size: the config's test size (default) or its short side scaled to "
                              '--small-side')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), help='input size (overrides --size)')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size (overrides --size)')
     parser.add_argument('--small-side', type=int, default=SMALL_SIDE, help='short side of --size small (224)')
     parser.add_argument('--mode', choices=['whole', 'slide'], help='override model.test_cfg.mode')
     parser.add_argument('--crop', type=int, help='slide window size (override test_cfg.crop_size)')
@@ -134,7 +113,7 @@ def _set_templates(node, templates):
             _set_templates(value, templates)
 
 
-def test_pipeline(cfg):
+def config_test_pipeline(cfg):
     """The config's test pipeline (test_dataloader's, else ``test_pipeline``), or None."""
     loader = cfg.get('test_dataloader')
     pipeline = loader.get('dataset', {}).get('pipeline') if isinstance(loader, dict) else None
@@ -144,7 +123,7 @@ def test_pipeline(cfg):
 def published_shape(cfg, reference=None):
     """(H, W) the test pipeline's Resize gives a reference image (see the module docstring)."""
     from mmcv.image import rescale_size
-    resizes = [t for t in (test_pipeline(cfg) or []) if t.get('type') == 'Resize' and t.get('scale')]
+    resizes = [t for t in (config_test_pipeline(cfg) or []) if t.get('type') == 'Resize' and t.get('scale')]
     if not resizes:
         raise ValueError('The config has no test pipeline with a Resize scale: give --shape H W.')
     resize = resizes[0]
@@ -240,97 +219,6 @@ def random_batch(shape, device, seed=0, batch=1, image='random'):
                   for _ in range(batch)]
     return dict(inputs=[x.to(device) for x in images],
                 data_samples=[SegDataSample(metainfo=dict(meta)) for _ in range(batch)])
-
-
-def _sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-# ------------------------------------------------------------------------------------------ stages
-def _class_names(obj):
-    return [k.__name__ for k in type(obj).__mro__]
-
-
-def stage_plan(model):
-    """Stages of a model: (modules [(name, module)], methods [(name, owner, method name)])."""
-    names = _class_names(model)
-    merged = {c for n in names for c in MERGED_CHILDREN.get(n, ())}
-    modules = [(name, child) for name, child in model.named_children() if name not in merged]
-    methods = []
-    for path, module in model.named_modules():
-        if path and any(n in NESTED_STAGES for n in _class_names(module)):
-            modules.append((path, module))
-        seen = set()
-        for cls_name in _class_names(module):
-            for method, label in STAGE_METHODS.get(cls_name, ()):
-                if method not in seen and hasattr(module, method):
-                    seen.add(method)
-                    methods.append((label or (f'{path}.{method}' if path else method), module, method))
-    return modules, methods
-
-
-class StageTimer:
-    """Exclusive time per stage (module forwards via hooks, methods via instance wrappers)."""
-
-    def __init__(self, model, device):
-        self.device = device
-        self._stack, self._handles, self._wrapped = [], [], []
-        self.reset()
-        modules, methods = stage_plan(model)
-        for name, module in modules:
-            self._handles.append(module.register_forward_pre_hook(lambda m, a, n=name: self._enter(n)))
-            self._handles.append(module.register_forward_hook(lambda m, a, o, n=name: self._exit(n, o)))
-        for name, owner, method in methods:
-            self._wrapped.append((owner, method))
-            setattr(owner, method, self._wrap(name, getattr(owner, method)))
-
-    def reset(self):
-        self.totals, self.calls, self.counts = defaultdict(float), defaultdict(int), defaultdict(int)
-        self._stack = []
-
-    def _enter(self, name):
-        _sync(self.device)
-        self._stack.append([name, time.perf_counter(), 0.0])
-
-    def _exit(self, name, output=None):
-        _sync(self.device)
-        now = time.perf_counter()
-        while self._stack:  # a stage left by an exception is dropped
-            entry = self._stack.pop()
-            if entry[0] == name:
-                break
-        else:
-            return
-        elapsed = now - entry[1]
-        self.totals[name] += elapsed - entry[2]
-        self.calls[name] += 1
-        if self._stack:
-            self._stack[-1][2] += elapsed
-        counter = COUNTERS.get(type(output).__name__)
-        if counter is not None:
-            self.counts[counter[0]] += counter[1](output)
-
-    def _wrap(self, name, fn):
-        def timed(*args, **kwargs):
-            self._enter(name)
-            out = fn(*args, **kwargs)
-            self._exit(name, out)
-            return out
-        return timed
-
-    def remove(self):
-        for handle in self._handles:
-            handle.remove()
-        for owner, method in self._wrapped:
-            delattr(owner, method)
-        self._handles, self._wrapped = [], []
-
-    def split_ms(self, total_s, images):
-        """Mean exclusive ms per image of every stage that ran, and 'other' (the rest of ``total_s``)."""
-        per = {k: 1000.0 * v / images for k, v in self.totals.items() if self.calls[k]}
-        per['other'] = 1000.0 * total_s / images - sum(per.values())
-        return per
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -456,8 +344,9 @@ def describe_setup(model, args):
     info = machine_info(args.device)
     size = 'custom' if getattr(args, 'shape_given', False) else args.size
     return dict(config=args.config, model_type=type(model).__name__, shape=list(args.shape), size=size,
-                image=args.image, batch=args.batch, mode=test_cfg.get('mode'), crop_size=test_cfg.get('crop_size'),
-                stride=test_cfg.get('stride'), precision=getattr(model, 'precision', 'fp32'),
+                image=args.image, batch=args.batch, mode=test_cfg.get('mode'),
+                crop_size=test_cfg.get('crop_size'), stride=test_cfg.get('stride'),
+                precision=getattr(model, 'precision', 'fp32'),
                 device=str(args.device), threads=info['threads'], random_weights=args.random_weights,
                 templates=args.templates, repeats=args.repeats, warmup=args.warmup,
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6, torch=info['torch'],
