@@ -313,6 +313,8 @@ class OVSegInferencer:
         sam (SAMPredictor | dict, optional): SAM for :meth:`prompt` (a module, or a config such as
             ``dict(type='SAMPredictor', arch='vit_b', checkpoint='sam_vit_b_01ec64.pth')``); built
             on first use. Default None: :meth:`prompt` is unavailable until :meth:`set_sam`.
+        precision (str, optional): 'fp32', 'bf16' or 'fp16' (CUDA) autocast of the model's
+            networks (similarities, softmax and rules stay float32); None keeps the config's.
 
     Raises:
         WeightsUnavailableError: pretrained weights are neither cached nor downloadable (its
@@ -327,8 +329,10 @@ class OVSegInferencer:
     """
 
     def __init__(self, model, checkpoint=None, device='cpu', vocabulary=None, random_weights=False,
-                 cfg_options=None, max_pixels=None, sam=None):
+                 cfg_options=None, max_pixels=None, sam=None, precision=None):
         cfg = load_config(model, cfg_options)
+        if precision is not None:
+            cfg.model['precision'] = precision
         if isinstance(cfg.model.get('background'), dict):
             cfg.model.background['optional'] = True
         self.device = _check_device(device)

@@ -193,3 +193,16 @@ def test_unavailable_cuda_is_a_clear_error(tiny_cfg):
         pytest.skip('CUDA is available here')
     with pytest.raises(RuntimeError, match='CUDA is not available'):
         OVSegInferencer(tiny_cfg(), device='cuda')
+
+
+def test_precision_option(tiny_cfg):
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    fp32 = OVSegInferencer(tiny_cfg())
+    bf16 = OVSegInferencer(tiny_cfg(), precision='bf16')
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    assert bf16.model.precision == 'bf16' and fp32.model.precision == 'fp32'
+    a, b = fp32(image), bf16(image)
+    assert b['logits'].dtype == np.float32
+    assert np.abs(a['logits'] - b['logits']).max() < 0.05
+    with pytest.raises(ValueError, match='precision'):
+        OVSegInferencer(tiny_cfg(), precision='half')

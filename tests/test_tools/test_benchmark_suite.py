@@ -131,8 +131,24 @@ def test_random_weights_strip_every_source(bench):
 
 def test_precision_support(bench):
     import torch
-    assert bench.supports_precision('OVSegmentor') and bench.supports_precision('SAMProposalSegmentor')
+
+    import ovseg.models.anomaly.anomalyclip  # noqa: F401  registers AnomalyCLIPSegmentor
+    for name in ('OVSegmentor', 'SAMProposalSegmentor', 'FCCLIPSegmentor', 'ZeroShotAnomalySegmentor',
+                 'AnomalyCLIPSegmentor'):
+        assert bench.supports_precision(name), name
     assert not bench.supports_precision(torch.nn.Module)
+
+
+@pytest.mark.parametrize('config', ['fcclip_ade.py', 'anomaly/anomalyclip_vit-l14-336_mvtec.py',
+                                    'anomaly/musc_vit-l14-336_visa.py'], ids=lambda c: Path(c).stem)
+def test_bf16_fcclip_and_anomaly(bench, config):
+    options, expected = CASES[config]
+    result = bench.main([str(REPO / 'configs' / config), '--random-weights', '--templates', 'single',
+                         '--size', 'small', '--small-side', '64', '--repeats', '1', '--warmup', '1',
+                         '--precision', 'bf16', '--cfg-options', *options])
+    assert result['precision'] == 'bf16'
+    _check_figures(result)
+    assert expected <= set(result['stages_ms']), result['stages_ms']
 
 
 def test_plan_lists_everything_and_dedupes(suite):

@@ -5,6 +5,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.structures import SegDataSample
 
+from ovseg.models.utils.precision import PrecisionMixin, upcast
 from ovseg.registry import MODELS
 
 
@@ -37,7 +38,7 @@ def pack_anomaly_results(maps, scores, data_samples, input_shape, threshold=None
 
 
 @MODELS.register_module()
-class ZeroShotAnomalySegmentor(BaseSegmentor):
+class ZeroShotAnomalySegmentor(PrecisionMixin, BaseSegmentor):
     """Anomaly map + image score per test image from a CLIP backbone and a zero-shot anomaly head.
 
     Call graph::
@@ -52,6 +53,10 @@ class ZeroShotAnomalySegmentor(BaseSegmentor):
     ``batch_sampler=dict(type='CategoryBatchSampler')`` (``ovseg.datasets.anomaly``) groups the
     dataset indices by their ``category`` field (single process). A batch mixing categories raises.
 
+    Precision: the head runs under the autocast of ``precision``; the heads run their CLIP image towers
+    in it and keep the text embeddings, L2 normalisation, similarities, softmax, aggregation, smoothing
+    and MuSc's scoring in float32 (:mod:`ovseg.models.utils.precision`). Maps and scores are float32.
+
     Args:
         backbone (dict): ``OpenCLIPBackbone`` config (a ViT for WinCLIP and MuSc).
         head (dict): ``WinCLIPHead`` or ``MuScHead`` config.
@@ -59,11 +64,13 @@ class ZeroShotAnomalySegmentor(BaseSegmentor):
             ``{'pcb1': 'printed circuit board'}``); unmapped categories use their name with '_' as ' '.
         default_class_name (str): name for images without a category. Default 'object'.
         test_cfg (dict, optional): ``threshold`` (float) adds a binary ``pred_sem_seg``.
+        precision (str): inference precision of the image towers, 'fp32' (default), 'bf16' or 'fp16'
+            (meant for CUDA); can be changed later through the ``precision`` attribute.
         data_preprocessor (dict): ``SegDataPreProcessor`` with CLIP mean/std, RGB.
     """
 
     def __init__(self, backbone, head, class_names=None, default_class_name='object', test_cfg=None,
-                 data_preprocessor=None, init_cfg=None):
+                 precision='fp32', data_preprocessor=None, init_cfg=None):
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -72,6 +79,7 @@ class ZeroShotAnomalySegmentor(BaseSegmentor):
         self.name_map = dict(class_names or {})
         self.default_class_name = default_class_name
         self.test_cfg = dict(test_cfg or {})
+        self.precision = precision
 
     def class_names(self, data_samples, batch_size):
         """Prompt class name of each image (from the metainfo ``category``)."""
@@ -96,13 +104,18 @@ class ZeroShotAnomalySegmentor(BaseSegmentor):
                              f"batch_sampler=dict(type='CategoryBatchSampler') in the test dataloader.")
 
     def run_head(self, inputs, data_samples=None):
-        """(B, 3, H, W) images -> the head's dict (``anomaly_map`` (B, H, W), ``image_scores`` (B,))."""
+        """(B, 3, H, W) images -> the head's dict (``anomaly_map`` (B, H, W), ``image_scores`` (B,)),
+        run under the autocast of ``precision``; half-precision tensors in it are cast to float32."""
         self._check_category_batch(data_samples)
-        return self.head(self.backbone, inputs, self.class_names(data_samples, inputs.shape[0]))
+        names = self.class_names(data_samples, inputs.shape[0])
+        with self._autocast(inputs.device):
+            out = self.head(self.backbone, inputs, names)
+        return upcast(out)
 
     def extract_feat(self, inputs):
         """The backbone's DenseFeatures (the heads read the CLIP tower directly)."""
-        return self.backbone(inputs)
+        with self._autocast(inputs.device):
+            return upcast(self.backbone(inputs))
 
     def encode_decode(self, inputs, batch_img_metas=None):
         """(B, 3, H, W) -> (B, 1, H, W) anomaly maps."""

@@ -30,6 +30,7 @@ from ovseg.models.anomaly import anovl_adapter  # noqa: F401  registers AnoVLTes
 from ovseg.models.anomaly.anovl_views import anovl_views
 from ovseg.models.anomaly.prompts import AnomalyStatePrompts
 from ovseg.models.anomaly.value_value_attention import dual_path_transformer, embed_tokens, project_tokens
+from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
 from ovseg.text.anovl_prompts import (ANOVL_ANOMALOUS_STATES, ANOVL_CLASS_ALIASES, ANOVL_NORMAL_STATES,
                                       ANOVL_TEXTURES, anovl_prompts, anovl_templates)
@@ -125,8 +126,10 @@ class AnoVLHead(nn.Module):
         return backbone.clip.visual
 
     def text_features(self, backbone, class_names):
-        """(B,) class names -> (B, C, 2) L2-normalised [normal, anomalous] columns."""
-        return torch.stack([F.normalize(self.prompts(backbone, name), dim=-1).t() for name in class_names])
+        """(B,) class names -> (B, C, 2) L2-normalised [normal, anomalous] float32 columns (no autocast)."""
+        with float32_region(next(backbone.clip.parameters())):
+            return torch.stack([F.normalize(self.prompts(backbone, name), dim=-1).t()
+                                for name in class_names])
 
     def _depth_args(self, visual):
         depth = len(visual.transformer.resblocks)
@@ -161,11 +164,15 @@ class AnoVLHead(nn.Module):
                     last_ori=out['last_ori'], grid=grid)
 
     def state_probs(self, features, text):
-        """softmax(cos / temperature) over [normal, anomalous]: (B, ..., C), (B, C, 2) -> (B, ..., 2)."""
-        feats = F.normalize(features, dim=-1)
-        flat = feats.reshape(feats.shape[0], -1, feats.shape[-1])
-        cos = torch.bmm(flat, text.to(flat.dtype)).reshape(*feats.shape[:-1], 2)
-        return (cos / self.temperature).softmax(dim=-1), cos
+        """softmax(cos / temperature) over [normal, anomalous]: (B, ..., C), (B, C, 2) -> (B, ..., 2).
+
+        Float32 without autocast (half-precision features are cast first).
+        """
+        with float32_region(features):
+            feats = F.normalize(upcast(features), dim=-1)
+            flat = feats.reshape(feats.shape[0], -1, feats.shape[-1])
+            cos = torch.bmm(flat, text.to(flat.dtype)).reshape(*feats.shape[:-1], 2)
+            return (cos / self.temperature).softmax(dim=-1), cos
 
     def score_tokens(self, tokens, text, input_size):
         """Anomaly maps from projected tokens.
@@ -177,8 +184,12 @@ class AnoVLHead(nn.Module):
 
         Returns:
             dict: ``cos`` (B, h, w, 2), ``prob_anomalous`` and ``prob_pooled`` (B, 1, h, w),
-            ``anomaly_map`` (B, H, W).
+            ``anomaly_map`` (B, H, W); float32, without autocast.
         """
+        with float32_region(tokens):
+            return self._score_tokens(upcast(tokens), text, input_size)
+
+    def _score_tokens(self, tokens, text, input_size):
         probs, cos = self.state_probs(tokens, text)
         prob = probs[..., 1][:, None]
         pooled = prob
@@ -225,11 +236,15 @@ class AnoVLHead(nn.Module):
         return dict(view_probs=probs, image_scores=probs[..., 1].mean(dim=1))
 
     def adapt(self, backbone, tokens, text, class_names):
-        """Per-image test-time adaptation of (B, h, w, C) tokens (identity without an adapter)."""
+        """Per-image test-time adaptation of (B, h, w, C) tokens (identity without an adapter); the
+        adapter optimises in float32 without autocast."""
         if self.adapter is None:
             return tokens
-        return torch.stack([self.adapter(tokens[i], text[i], self.prompts.sentence_embeddings(backbone, name),
-                                         self.temperature) for i, name in enumerate(class_names)])
+        with float32_region(tokens):
+            tokens = upcast(tokens)
+            return torch.stack([self.adapter(tokens[i], text[i],
+                                             self.prompts.sentence_embeddings(backbone, name), self.temperature)
+                                for i, name in enumerate(class_names)])
 
     @torch.no_grad()
     def forward(self, backbone, images, class_names):

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ovseg.models.anomaly.winclip import tokens_with_position
+from ovseg.models.utils.precision import float32_region
 from ovseg.registry import MODELS
 
 
@@ -328,9 +329,10 @@ class MuScHead(nn.Module):
             raise ValueError(f'MuSc scores a category from its own test images and needs at least '
                              f'{self.min_images} of them in one batch; got {len(images)}. Use '
                              f"batch_sampler=dict(type='CategoryBatchSampler') in the test dataloader.")
-        layer_tokens, cls_tokens, grid = self.extract(backbone, images)
-        out = musc_scores(layer_tokens, cls_tokens, tuple(images.shape[-2:]), self.r_list, self.topmin_min,
-                          self.topmin_max, self.rscin_k, grid, self.chunk_elements)
+        layer_tokens, cls_tokens, grid = self.extract(backbone, images)  # float32 (cast after the tower)
+        with float32_region(images):  # the tower may run under autocast, the scoring never does
+            out = musc_scores(layer_tokens, cls_tokens, tuple(images.shape[-2:]), self.r_list,
+                              self.topmin_min, self.topmin_max, self.rscin_k, grid, self.chunk_elements)
         return dict(image_scores=out['image_scores'].float().to(images.device),
                     ac_score=out['ac_score'].to(images.device), patch_map=out['map_patch'].float(),
                     anomaly_map=out['anomaly_maps'].float().to(images.device))

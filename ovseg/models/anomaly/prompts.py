@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ovseg.models.utils.precision import float32_region
 from ovseg.registry import MODELS
 from ovseg.text.anomaly_prompts import get_prompt_set, state_prompts
 
@@ -40,11 +41,15 @@ class AnomalyStatePrompts(nn.Module):
 
     @torch.no_grad()
     def prompt_embeddings(self, backbone, prompts):
-        """(N,) prompts -> (N, C) float32 text embeddings (unnormalised unless ``normalize_prompts``)."""
+        """(N,) prompts -> (N, C) float32 text embeddings (unnormalised unless ``normalize_prompts``).
+
+        The text tower runs without autocast, whatever the caller's precision (the result is cached).
+        """
         tokens = self.tokenize(backbone, prompts)
         device = next(backbone.clip.parameters()).device
-        out = torch.cat([backbone.encode_tokens(tokens[i:i + self.batch_size].to(device)).float()
-                         for i in range(0, len(tokens), self.batch_size)])
+        with float32_region(device):
+            out = torch.cat([backbone.encode_tokens(tokens[i:i + self.batch_size].to(device)).float()
+                             for i in range(0, len(tokens), self.batch_size)])
         return F.normalize(out, dim=-1) if self.normalize_prompts else out
 
     def state_embeddings(self, backbone, class_name):

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ovseg.models.backbones.vit_dense import interpolate_pos_embed
+from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
 
 
@@ -63,15 +64,16 @@ def anomaly_probability(embeddings, text_embeddings, temperature=0.07):
         temperature (float): softmax temperature (WinCLIP: a fixed 0.07, not CLIP's logit scale).
 
     Returns:
-        Tensor: (B, ...) probabilities.
+        Tensor: (B, ...) probabilities (float32 for half-precision inputs; computed without autocast).
     """
-    emb = F.normalize(embeddings, dim=-1)
-    text = F.normalize(text_embeddings, dim=-1)
-    if text.dim() == 2:
-        text = text.expand(emb.shape[0], 2, -1)
-    flat = emb.reshape(emb.shape[0], -1, emb.shape[-1])
-    sims = torch.bmm(flat, text.transpose(1, 2)) / temperature
-    return sims.softmax(dim=-1)[..., 1].reshape(emb.shape[:-1])
+    with float32_region(embeddings):
+        emb = F.normalize(upcast(embeddings), dim=-1)
+        text = F.normalize(upcast(text_embeddings), dim=-1)
+        if text.dim() == 2:
+            text = text.expand(emb.shape[0], 2, -1)
+        flat = emb.reshape(emb.shape[0], -1, emb.shape[-1])
+        sims = torch.bmm(flat, text.transpose(1, 2)) / temperature
+        return sims.softmax(dim=-1)[..., 1].reshape(emb.shape[:-1])
 
 
 def tokens_with_position(visual, images):
@@ -153,8 +155,9 @@ class WinCLIPHead(nn.Module):
         self.window_batch = int(window_batch)
 
     def text_embeddings(self, backbone, class_names):
-        """(B,) class names -> (B, 2, C) [normal, anomalous] text embeddings."""
-        return torch.stack([self.prompts(backbone, name) for name in class_names])
+        """(B,) class names -> (B, 2, C) [normal, anomalous] float32 text embeddings (no autocast)."""
+        with float32_region(next(backbone.clip.parameters())):
+            return torch.stack([self.prompts(backbone, name) for name in class_names])
 
     @torch.no_grad()
     def encode_images(self, backbone, images):
@@ -188,7 +191,12 @@ class WinCLIPHead(nn.Module):
             dict: ``image_scores`` (B,), ``window_scores`` {k: (B, W_k)}, ``scale_maps``
             (B, 1 + len(scales), h, w) [image score broadcast, scale maps...], ``patch_map`` (B, h, w)
             harmonic mean over scales, ``anomaly_map`` (B, H, W) bilinear upsampling of ``patch_map``.
+            Computed in float32 without autocast (half-precision embeddings are cast first).
         """
+        with float32_region(encoded['image_embeddings']):
+            return self._score(upcast(encoded), upcast(text_embeddings))
+
+    def _score(self, encoded, text_embeddings):
         grid = encoded['grid']
         image_scores = anomaly_probability(encoded['image_embeddings'], text_embeddings, self.temperature)
         maps, window_scores = [image_scores.view(-1, 1, 1).expand(-1, *grid)], {}

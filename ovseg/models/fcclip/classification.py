@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from ovseg.models.text_encoders import ClassEmbeddings, max_over_synonyms
+from ovseg.models.utils.precision import float32_region, upcast
 
 
 def mask_pool(features, mask_logits):
@@ -47,16 +48,21 @@ def with_void(class_embeddings, void_embedding):
 def classification_logits(x, class_embeddings, logit_scale):
     """Scaled cosine similarity to every synonym, then the maximum over each class's synonyms.
 
+    Never in reduced precision: half-precision inputs are cast to float32 and autocast is off, so
+    bf16 / fp16 inference keeps the final similarity in float32 (float32 inputs: unchanged).
+
     Args:
-        x (Tensor): (B, Q, C) embeddings (any norm).
+        x (Tensor): (B, Q, C) embeddings (any norm, any floating dtype).
         class_embeddings (ClassEmbeddings): S normalised rows for K classes (void included if wanted).
         logit_scale (Tensor): log of the scale; ``exp`` is clamped at 100 (CLIP's rule).
 
     Returns:
-        Tensor: (B, Q, K) logits.
+        Tensor: (B, Q, K) logits (float32 for half-precision inputs).
     """
-    scale = torch.clamp(logit_scale.exp(), max=100)
-    logits = scale * F.normalize(x, dim=-1) @ class_embeddings.embeddings.to(x.dtype).T
-    logits = max_over_synonyms(logits.transpose(1, 2), class_embeddings.synonym_to_class,
-                               class_embeddings.num_classes)
+    with float32_region(x):
+        x = upcast(x)
+        scale = torch.clamp(upcast(logit_scale).exp(), max=100)
+        logits = scale * F.normalize(x, dim=-1) @ class_embeddings.embeddings.to(x.dtype).T
+        logits = max_over_synonyms(logits.transpose(1, 2), class_embeddings.synonym_to_class,
+                                   class_embeddings.num_classes)
     return logits.transpose(1, 2)

@@ -1,6 +1,7 @@
 """FC-CLIP's geometric ensemble of in- and out-of-vocabulary class probabilities."""
 import torch
 
+from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.text import load_vocabulary
 
 
@@ -41,8 +42,14 @@ def geometric_ensemble(in_logits, out_logits, seen_mask, alpha=0.4, beta=0.8, va
 
     Returns:
         dict: ``in_probs``, ``out_probs`` (B, Q, K), ``ensemble_log_probs`` (B, Q, K), ``void_prob``
-        (B, Q, 1), ``probs`` (B, Q, K + 1) and ``log_probs`` (B, Q, K + 1).
+        (B, Q, 1), ``probs`` (B, Q, K + 1) and ``log_probs`` (B, Q, K + 1); float32 for half-precision
+        inputs (computed in float32 also under autocast).
     """
+    with float32_region(in_logits):
+        return _ensemble(upcast(in_logits), upcast(out_logits), seen_mask, alpha, beta, valid)
+
+
+def _ensemble(in_logits, out_logits, seen_mask, alpha, beta, valid):
     k = in_logits.shape[-1] - 1
     in_probs = in_logits[..., :k].softmax(-1)
     out_probs = out_logits[..., :k].softmax(-1)

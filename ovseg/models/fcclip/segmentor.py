@@ -14,6 +14,7 @@ from ovseg.models.fcclip.postprocess import (instance_inference, panoptic_infere
                                              semantic_inference)
 from ovseg.models.fcclip.targets import targets_from_samples
 from ovseg.models.losses.mask_point_losses import torch_rand
+from ovseg.models.utils.precision import PrecisionMixin, upcast
 from ovseg.registry import MODELS
 from ovseg.text import load_vocabulary
 
@@ -27,7 +28,7 @@ def _stage_channels(backbone):
 
 
 @MODELS.register_module()
-class FCCLIPSegmentor(BaseSegmentor):
+class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
     """FC-CLIP (Yu et al., NeurIPS 2023): one frozen ConvNeXt CLIP as mask backbone and classifier.
 
     Call graph::
@@ -47,6 +48,12 @@ class FCCLIPSegmentor(BaseSegmentor):
     ``dict(id, isthing, category_id)``); ``pred_instances`` (InstanceData: ``scores``, ``labels``,
     ``masks`` (N, H, W) bool).
 
+    Precision (inference only; ``loss`` always runs as configured): the frozen CLIP, the pixel decoder,
+    the transformer decoder and the out-of-vocabulary mask pooling / CLIP head run under autocast; the
+    pixel decoder keeps its own float32 (Mask2Former's deformable attention is float32 in the original
+    too). Both classifiers' final cosine similarity, the geometric ensemble and the semantic / panoptic
+    / instance post-processing are float32, and so is every tensor :meth:`inference` returns.
+
     Args:
         backbone (dict): ``OpenCLIPBackbone`` with a ConvNeXt tower.
         pixel_decoder (dict): ``FCCLIPPixelDecoder``; ``in_channels`` defaults to the trunk's stage widths.
@@ -63,6 +70,8 @@ class FCCLIPSegmentor(BaseSegmentor):
             (0.0), ``overlap_threshold`` (0.8), ``max_per_image`` (100), ``mask_chunk`` (queries resized
             at a time, 32; bounds memory, results unchanged).
         size_divisor (int): inputs are zero-padded to a multiple of it. Default 32.
+        precision (str): inference precision, 'fp32' (default), 'bf16' or 'fp16' (meant for CUDA); can
+            be changed later through the ``precision`` attribute.
         data_preprocessor (dict): ``SegDataPreProcessor`` with CLIP mean/std (0-255), RGB.
     """
 
@@ -70,7 +79,7 @@ class FCCLIPSegmentor(BaseSegmentor):
                  thing_classes=None, text_classifier=dict(type='OVTextClassifier', templates='vild14'),
                  out_vocab_classifier=dict(type='FCCLIPOutVocabClassifier'), criterion=None,
                  ensemble=dict(alpha=0.4, beta=0.8, on_valid_mask=False), test_cfg=None, size_divisor=32,
-                 data_preprocessor=None, init_cfg=None):
+                 precision='fp32', data_preprocessor=None, init_cfg=None):
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -98,6 +107,7 @@ class FCCLIPSegmentor(BaseSegmentor):
         self.ensemble = {**dict(alpha=0.4, beta=0.8, on_valid_mask=False), **(ensemble or {})}
         self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
         self.size_divisor = int(size_divisor)
+        self.precision = precision
         self.align_corners = False
         self.set_vocabulary(vocabulary, thing_classes)
 
@@ -162,14 +172,16 @@ class FCCLIPSegmentor(BaseSegmentor):
         Returns:
             dict: the decoder outputs, ``features`` (DenseFeatures), ``out_vocab`` (OutVocabOutput), the
             :func:`geometric_ensemble` entries (``log_probs`` (B, Q, K + 1) feeds the postprocessing) and
-            ``padded_shape``.
+            ``padded_shape``; float32 in every precision.
         """
         inputs = self._pad(inputs)
-        feats = self.extract_feat(inputs)
-        class_emb = self.class_embeddings()
-        out = self.decode(feats, class_emb)
-        out_vocab = self.out_vocab_classifier(self.backbone, feats.tokens['clip_vis_dense'],
-                                              out['pred_masks'], class_emb)
+        class_emb = self.class_embeddings()  # float32 text embeddings (outside autocast: cached as such)
+        with self._autocast(inputs.device):
+            feats = self.extract_feat(inputs)
+            out = self.decode(feats, class_emb)
+            out_vocab = self.out_vocab_classifier(self.backbone, feats.tokens['clip_vis_dense'],
+                                                  out['pred_masks'], class_emb)
+        out, feats, out_vocab = upcast((out, feats, out_vocab))
         valid = None
         if self.ensemble['on_valid_mask']:
             valid = (out_vocab.mask_for_pooling > 0).flatten(2).any(-1)
@@ -187,9 +199,12 @@ class FCCLIPSegmentor(BaseSegmentor):
         return sem[..., :inputs.shape[-2], :inputs.shape[-1]]
 
     def _forward(self, inputs, data_samples=None):
-        """Tensor mode: decoder outputs with the test vocabulary."""
+        """Tensor mode: decoder outputs with the test vocabulary (float32 in every precision)."""
         inputs = self._pad(inputs)
-        return self.decode(self.extract_feat(inputs), self.class_embeddings())
+        class_emb = self.class_embeddings()
+        with self._autocast(inputs.device):
+            out = self.decode(self.extract_feat(inputs), class_emb)
+        return upcast(out)
 
     # -------------------------------------------------------------------------------------- predict
     @torch.no_grad()

@@ -3,17 +3,16 @@ import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors.base import BaseSegmentor
 
+from ovseg.models.utils.precision import PRECISIONS, PrecisionMixin  # noqa: F401 (re-export)
 from ovseg.models.utils.prob_rules import apply_background, key_smoothing, prompt_denoise
 from ovseg.models.utils.seg_results import pack_seg_results
 from ovseg.models.utils.sliding_window import slide_inference
 from ovseg.registry import MODELS
 from ovseg.text import load_vocabulary
 
-PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
 
 @MODELS.register_module()
-class OVSegmentor(BaseSegmentor):
+class OVSegmentor(PrecisionMixin, BaseSegmentor):
     """Dense CLIP features classified against a text vocabulary, with whole or slide inference.
 
     Call graph::
@@ -61,9 +60,7 @@ class OVSegmentor(BaseSegmentor):
         self.background = dict(background) if background is not None else None
         self.kspd = dict(kspd) if kspd is not None else None
         self.test_cfg = dict(test_cfg)
-        if precision not in PRECISIONS:
-            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
-        self.precision = precision
+        self.precision = precision  # checked by PrecisionMixin, here and on every later assignment
         self.align_corners = False
         needed = tuple(getattr(self.refiner, 'token_layers', ()))
         if self.kspd and self.kspd.get('ks_thresh', 0) > 0:
@@ -105,10 +102,6 @@ class OVSegmentor(BaseSegmentor):
         return self.text_classifier(self.backbone, self.vocabulary)
 
     # ------------------------------------------------------------------------------------- forward
-    def _autocast(self, device):
-        dtype = PRECISIONS[self.precision]
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
     def extract_feat(self, inputs):
         """(B, 3, H, W) -> DenseFeatures (refined when a refiner is configured); H, W multiples of stride."""
         with self._autocast(inputs.device):

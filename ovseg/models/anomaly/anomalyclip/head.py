@@ -20,12 +20,19 @@ Zhou et al., ICLR 2024. Behaviours of the original kept on purpose (each checked
    (sigma 4, reflect). Image score = softmax(cos(image, text) / 0.07)[anomalous].
 7. Losses: CE on image logits + lam x sum over layers of focal + dice(anomalous, G) +
    dice(normal, 1 - G) on the upsampled probability maps, lam = 4 (:mod:`.losses`).
+
+Inference only: without gradients the text features are computed once and reused until a prompt or
+text-tower parameter changes (keyed on their storage and in-place version counters, so an optimiser
+step or ``load_state_dict`` recomputes them; ``train()`` clears them too). Text features, similarities,
+softmax and smoothing are float32 without autocast; only the vision tower follows the segmentor's
+precision.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ovseg.models.anomaly.value_value_attention import dual_path_transformer, embed_tokens, project_tokens
+from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
 from .losses import anomalyclip_losses
 from .prompt_learner import OBJECT_STATES, AnomalyCLIPPromptLearner
@@ -73,6 +80,12 @@ class AnomalyCLIPHead(nn.Module):
         self.sigma = float(sigma)
         self.lam = float(lam)
         self.fp16_deep_prompts = bool(fp16_deep_prompts)
+        self._text_cache = None  # (key, (2, C) text features) of the last gradient-free call
+
+    def train(self, mode=True):
+        """Also drops the cached text features (training changes the prompts)."""
+        self._text_cache = None
+        return super().train(mode)
 
     def _visual(self, backbone):
         if backbone.kind != 'vit':
@@ -86,11 +99,37 @@ class AnomalyCLIPHead(nn.Module):
         return self.prompt_learner(t.token_embedding, tokens), tokens
 
     def text_features(self, backbone, record=None):
-        """(2, C) L2-normalised [normal, anomalous] text features (differentiable w.r.t. the prompts)."""
-        prompts, tokens = self.prompts(backbone)
-        feats = encode_learned_prompts(backbone.clip, prompts, tokens, list(self.prompt_learner.compound_prompts_text),
-                                       self.fp16_deep_prompts, record)
-        return F.normalize(feats.float(), dim=-1)
+        """(2, C) L2-normalised [normal, anomalous] float32 text features, without autocast.
+
+        With gradients enabled they are recomputed (differentiable w.r.t. the prompts); without, the
+        last result is reused while the prompts and the text tower are unchanged (``record`` given:
+        always recomputed).
+        """
+        cacheable = record is None and not torch.is_grad_enabled()
+        key = self._text_cache_key(backbone) if cacheable else None
+        if cacheable and self._text_cache is not None and self._text_cache[0] == key:
+            return self._text_cache[1]
+        with float32_region(self.prompt_learner.ctx_pos):
+            prompts, tokens = self.prompts(backbone)
+            feats = encode_learned_prompts(backbone.clip, prompts, tokens,
+                                           list(self.prompt_learner.compound_prompts_text),
+                                           self.fp16_deep_prompts, record)
+            feats = F.normalize(feats.float(), dim=-1)
+        if cacheable:
+            self._text_cache = (key, feats)
+        return feats
+
+    def _text_cache_key(self, backbone):
+        """What the text features depend on: the CLIP instance, the flags and the identity and in-place
+        version of every prompt-learner and text-tower tensor."""
+        tower = text_tower(backbone.clip)
+        tensors = [*self.prompt_learner.parameters(), *self.prompt_learner.buffers()]
+        for name in ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection'):
+            part = getattr(tower, name, None)  # the text parts only (plain CLIP also holds the vision tower)
+            tensors += list(part.parameters()) if isinstance(part, torch.nn.Module) else [part]
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        return (id(backbone.clip), self.fp16_deep_prompts,
+                tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in tensors))
 
     @torch.no_grad()
     def encode_images(self, backbone, images):
@@ -110,12 +149,16 @@ class AnomalyCLIPHead(nn.Module):
         return dict(patch_tokens=patch_tokens, raw_tokens=out['vv'], image_features=image_features, grid=grid)
 
     def image_logits(self, image_features, text):
-        """(B, C) image features, (2, C) text -> (B, 2) cos / temperature."""
-        return F.normalize(image_features, dim=-1) @ text.t() / self.temperature
+        """(B, C) image features, (2, C) text -> (B, 2) cos / temperature (float32, no autocast)."""
+        with float32_region(image_features):
+            return F.normalize(upcast(image_features), dim=-1) @ text.t() / self.temperature
 
     def layer_similarity(self, patch_tokens, text):
-        """Per layer (B, N, 2) softmax(cos / temperature) of every token (class token included)."""
-        return [(F.normalize(tokens, dim=-1) @ text.t() / self.temperature).softmax(dim=-1) for tokens in patch_tokens]
+        """Per layer (B, N, 2) softmax(cos / temperature) of every token (class token included); float32
+        without autocast."""
+        with float32_region(text):
+            return [(F.normalize(upcast(tokens), dim=-1) @ text.t() / self.temperature).softmax(dim=-1)
+                    for tokens in patch_tokens]
 
     @staticmethod
     def similarity_maps(similarity, grid, size):
@@ -132,8 +175,12 @@ class AnomalyCLIPHead(nn.Module):
         Returns:
             dict: ``text_probs`` (B, 2), ``image_scores`` (B,), ``layer_similarity`` list of (B, N, 2),
             ``layer_anomaly_maps`` (L, B, H, W), ``anomaly_map_raw`` (B, H, W) (sum over layers) and
-            ``anomaly_map`` (B, H, W) (smoothed).
+            ``anomaly_map`` (B, H, W) (smoothed); float32, without autocast.
         """
+        with float32_region(text):
+            return self._score(upcast(encoded), text, size)
+
+    def _score(self, encoded, text, size):
         text_probs = self.image_logits(encoded['image_features'], text).softmax(dim=-1)
         similarity = self.layer_similarity(encoded['patch_tokens'], text)
         maps = self.similarity_maps(similarity, encoded['grid'], size)

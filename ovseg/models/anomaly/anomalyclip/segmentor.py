@@ -25,13 +25,15 @@ class AnomalyCLIPSegmentor(ZeroShotAnomalySegmentor):
         backbone (dict): ``OpenCLIPBackbone`` config (a ViT).
         head (dict): ``AnomalyCLIPHead`` config.
         test_cfg (dict, optional): ``threshold`` adds a binary ``pred_sem_seg``.
+        precision (str): inference precision of the vision tower, 'fp32' (default), 'bf16' or 'fp16';
+            ``loss`` ignores it.
         data_preprocessor (dict): ``SegDataPreProcessor`` with CLIP mean/std, RGB; training batches
             need one image size (``size``) so that masks stack.
         **kwargs: other :class:`ZeroShotAnomalySegmentor` arguments.
     """
 
     def __init__(self, backbone, head, class_names=None, default_class_name='object', test_cfg=None,
-                 data_preprocessor=None, init_cfg=None):
+                 precision='fp32', data_preprocessor=None, init_cfg=None):
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         BaseSegmentor.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -44,6 +46,7 @@ class AnomalyCLIPSegmentor(ZeroShotAnomalySegmentor):
         self.name_map = dict(class_names or {})
         self.default_class_name = default_class_name
         self.test_cfg = dict(test_cfg or {})
+        self.precision = precision
 
     @staticmethod
     def targets(data_samples, size, device):
