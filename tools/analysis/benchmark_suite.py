@@ -169,9 +169,10 @@ def _dedupe(entries):
         keep['same_as_this'] = [e['name'] for e in group if e is not keep]
         for entry in group:
             if entry is not keep:
+                sizes = (f" ({entry['vocabulary_size']} vs {keep['vocabulary_size']} classes)"
+                         if keep['vocabulary_size'] else ' (object names and data only)')
                 entry.update(status='deduplicated', represented_by=keep['name'],
-                             note=f"same model and size as {keep['name']} except vocabulary "
-                                  f"({entry['vocabulary_size']} vs {keep['vocabulary_size']} classes)")
+                             note=f"same model and size as {keep['name']} except vocabulary{sizes}")
 
 
 def _child_command(args, entry, precision, json_path):

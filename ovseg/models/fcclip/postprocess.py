@@ -21,13 +21,17 @@ def resize_to_output(masks, img_size, out_size):
     return F.interpolate(masks[None], size=tuple(out_size), mode='bilinear', align_corners=False)[0]
 
 
-def semantic_inference(mask_cls, mask_pred):
-    """(Q, K + 1) class log-probs and (Q, H, W) mask logits -> (K, H, W) class scores."""
+def semantic_inference(mask_cls, mask_pred, mask_prob=None):
+    """(Q, K + 1) class log-probs and (Q, H, W) mask logits -> (K, H, W) class scores.
+
+    ``mask_prob`` (the masks' sigmoid, when already computed) avoids computing it again.
+    """
     probs = F.softmax(mask_cls, dim=-1)[..., :-1]
-    return torch.einsum('qc,qhw->chw', probs, mask_pred.sigmoid())
+    return torch.einsum('qc,qhw->chw', probs, mask_pred.sigmoid() if mask_prob is None else mask_prob)
 
 
-def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0, overlap_threshold=0.8):
+def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0, overlap_threshold=0.8,
+                       mask_prob=None):
     """Non-overlapping segments: each pixel goes to the query with the highest score · mask probability.
 
     A query is kept when its top class is not void and its score exceeds ``object_mask_threshold``; its
@@ -40,6 +44,7 @@ def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0,
         is_thing (Tensor): (K,) bool.
         object_mask_threshold (float): score threshold in [0, 1]. Default 0.0 (FC-CLIP).
         overlap_threshold (float): kept fraction of a mask, in [0, 1]. Default 0.8.
+        mask_prob (Tensor, optional): ``mask_pred.sigmoid()`` when already computed.
 
     Returns:
         tuple: (H, W) int32 segment ids (0 = no segment) and a list of
@@ -48,7 +53,11 @@ def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0,
     scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
     num_classes = mask_cls.shape[-1] - 1
     keep = labels.ne(num_classes) & (scores > object_mask_threshold)
-    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], mask_pred[keep].sigmoid()
+    cur_scores, cur_classes = scores[keep], labels[keep]
+    if mask_prob is None:
+        cur_masks = mask_pred[keep].sigmoid()
+    else:  # no copy of the (Q, H, W) probabilities when every query is kept
+        cur_masks = mask_prob if bool(keep.all()) else mask_prob[keep]
     h, w = mask_pred.shape[-2:]
     panoptic = torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device)
     segments = []
@@ -56,8 +65,7 @@ def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0,
         return panoptic, segments
     winner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
     stuff_ids = {}
-    for k in range(cur_classes.shape[0]):
-        label = int(cur_classes[k])
+    for k, label in enumerate(cur_classes.tolist()):
         isthing = bool(is_thing[label])
         won = winner == k
         own = cur_masks[k] >= 0.5
@@ -76,7 +84,7 @@ def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0,
     return panoptic, segments
 
 
-def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100):
+def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100, mask_prob=None):
     """Top-scoring (query, class) pairs of thing classes as instances.
 
     The score of a pair is its class probability times the mean mask probability inside its binary
@@ -88,6 +96,7 @@ def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100):
         mask_pred (Tensor): (Q, H, W) mask logits.
         is_thing (Tensor): (K,) bool.
         max_per_image (int): pairs considered. Default 100.
+        mask_prob (Tensor, optional): ``mask_pred.sigmoid()`` when already computed.
 
     Returns:
         dict: ``scores`` (N,), ``labels`` (N,) int64, ``masks`` (N, H, W) bool.
@@ -97,9 +106,10 @@ def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100):
     labels = torch.arange(num_classes, device=mask_cls.device).repeat(num_queries)
     top_scores, top_idx = scores.flatten().topk(min(max_per_image, scores.numel()), sorted=False)
     top_labels = labels[top_idx]
-    masks = mask_pred[top_idx // num_classes]
     keep = is_thing.to(top_labels.device)[top_labels]
-    top_scores, top_labels, masks = top_scores[keep], top_labels[keep], masks[keep]
+    query = (top_idx // num_classes)[keep]
+    top_scores, top_labels, masks = top_scores[keep], top_labels[keep], mask_pred[query]
+    prob = masks.sigmoid() if mask_prob is None else mask_prob[query]
     binary = (masks > 0).float()
-    mask_scores = (masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    mask_scores = (prob.flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
     return dict(scores=top_scores * mask_scores, labels=top_labels, masks=binary.bool())

@@ -244,9 +244,10 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         if cfg['panoptic_on'] or cfg['instance_on']:
             masks = self._resize_masks(mask_pred, padded_shape, img_shape, ori_shape)
             masks = masks.flip(flip_dims) if flip else masks
-            sem = semantic_inference(mask_cls, masks) if cfg['semantic_on'] else None
+            prob = masks.sigmoid()  # once, shared by the three results
+            sem = semantic_inference(mask_cls, masks, prob) if cfg['semantic_on'] else None
         else:
-            masks = None
+            masks = prob = None
             up = F.interpolate(mask_pred[None], size=padded_shape, mode='bilinear', align_corners=False)[0]
             sem = resize_to_output(semantic_inference(mask_cls, up), img_shape, ori_shape)
             sem = sem.flip(flip_dims) if flip else sem
@@ -256,10 +257,10 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         is_thing = self.is_thing.to(mask_cls.device)
         if cfg['panoptic_on']:
             pan, segments = panoptic_inference(mask_cls, masks, is_thing, cfg['object_mask_threshold'],
-                                               cfg['overlap_threshold'])
+                                               cfg['overlap_threshold'], mask_prob=prob)
             result.pred_panoptic_seg = PixelData(data=pan[None], metainfo=dict(segments_info=segments))
         if cfg['instance_on']:
-            inst = instance_inference(mask_cls, masks, is_thing, cfg['max_per_image'])
+            inst = instance_inference(mask_cls, masks, is_thing, cfg['max_per_image'], mask_prob=prob)
             result.pred_instances = InstanceData(**inst)
         return result
 
