@@ -3,7 +3,7 @@
 Usage::
 
     python tools/analysis/precision_agreement.py CONFIG [--precision bf16] [--weights det|random]
-        [--seed 0] [--images astronaut chelsea coffee rocket cat] [--size 448] [--parity]
+        [--seed 0] [--images astronaut chelsea coffee rocket immunohistochemistry] [--size 448] [--parity]
         [--templates single] [--threads N] [--json OUT] [--cfg-options k=v ...]
 
 The model of CONFIG (an ``OVSegmentor``: MaskCLIP, CLIP-DINOiser, ...) runs every input twice, in
@@ -41,7 +41,7 @@ from ovseg.apis.inferencer import load_config, strip_weight_sources
 from ovseg.registry import MODELS
 from ovseg.testing import det_state_dict_for, parity_dir
 
-DEFAULT_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'cat')
+DEFAULT_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'immunohistochemistry')
 # fp32 top-2 logit margin (scaled cosine units) above which a location counts as decided
 DECISIVE_MARGIN = 0.1
 

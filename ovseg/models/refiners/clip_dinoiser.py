@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from ovseg.models.refiners import dinoiser_teachers  # noqa: F401  registers the teachers `loss` builds
 from ovseg.models.utils.dense_features import DenseFeatures
+from ovseg.models.utils.precision import float32_region
 from ovseg.registry import MODELS
 
 
@@ -96,12 +97,15 @@ class CLIPDINOiserRefiner(nn.Module):
     def forward(self, feats):
         """DenseFeatures -> DenseFeatures with pooled ``dense`` and ``objectness`` set."""
         tokens = self._tokens(feats)
-        corr = self.correlations(tokens.float())
-        corr = corr.masked_fill(corr < self.gamma, 0.0)
-        pooled = correlation_pool(feats.dense.float(), corr)
-        objectness = None
-        if self.bkg_decoder is not None:
-            objectness = self.objectness_logits(tokens.float()).sigmoid()
+        # float32 whatever the segmentor's precision: the correlation threshold (gamma) and the
+        # background rule's objectness threshold are hard decisions; both heads are cheap
+        with float32_region(tokens.device):
+            corr = self.correlations(tokens.float())
+            corr = corr.masked_fill(corr < self.gamma, 0.0)
+            pooled = correlation_pool(feats.dense.float(), corr)
+            objectness = None
+            if self.bkg_decoder is not None:
+                objectness = self.objectness_logits(tokens.float()).sigmoid()
         return DenseFeatures(dense=pooled, tokens=feats.tokens, global_feat=feats.global_feat,
                              cls_tokens=feats.cls_tokens, objectness=objectness)
 
