@@ -105,3 +105,15 @@ def test_background_names_only_does_not_force_background():
     plain = MODELS.build(tiny_maskclip_cfg(['background', 'cat', 'dog'])).eval()
     assert not torch.allclose(probs[:, 0], torch.ones_like(probs[:, 0]))
     assert probs.shape == plain.inference(torch.randn(1, 3, 64, 64)).shape
+
+
+@pytest.mark.slow
+def test_compiled_backbone_gives_the_same_result():
+    """torch.compile of the backbone (inductor, a C++ compiler; ~30 s for the first shape)."""
+    plain = MODELS.build(tiny_maskclip_cfg(['cat', 'dog', 'sky'])).eval()
+    compiled = MODELS.build(tiny_maskclip_cfg(['cat', 'dog', 'sky'], compile=True)).eval()
+    compiled.load_state_dict(plain.state_dict())
+    assert set(compiled.state_dict()) == set(plain.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.inference(x), plain.inference(x), atol=1e-5, rtol=1e-4)

@@ -3,7 +3,7 @@
 Usage::
 
     python tools/analysis/overhead_benchmark.py [--maskclip CONFIG] [--dinoiser CONFIG]
-        [--precision fp32 bf16] [--whole 448 448] [--slide 448 672] [--repeats 7] [--threads N]
+        [--precision fp32 bf16] [--whole 448 448] [--slide 448 672] [--repeats 7] [--compile] [--threads N]
         [--json OUT]
 
 Timed, each on the same random input and with random weights (same cost as trained ones):
@@ -14,7 +14,9 @@ Timed, each on the same random input and with random weights (same cost as train
   mode on that input (backbone with the MaskCLIP value path, refinement, similarity head, softmax,
   background rule, upsampling to the input size);
 - ``maskclip slide`` / ``clip_dinoiser slide``: the same in slide mode (the configs' window and
-  stride, 448 / 224: a 448x672 input gives 3 windows, run as one batch).
+  stride, 448 / 224: a 448x672 input gives 3 windows, run as one batch);
+- with ``--compile``, ``maskclip whole compiled``: MaskCLIP whole with ``compile=True`` (the backbone
+  through ``torch.compile``; compilation happens in the untimed first round).
 
 The measurements are interleaved (one of each per round, ``--repeats`` rounds after one warm-up
 round), so that load from other processes hits all of them alike; the medians are compared. Text
@@ -47,14 +49,18 @@ def parse_args(argv=None):
     parser.add_argument('--repeats', type=int, default=7, help='timed rounds. Default 7')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int)
+    parser.add_argument('--compile', action='store_true',
+                        help="also time MaskCLIP with torch.compile'd backbone ('maskclip whole compiled')")
     parser.add_argument('--json')
     return parser.parse_args(argv)
 
 
-def build(config, device):
+def build(config, device, compile=False):
     """A config's segmentor with random weights and one text template, eval, on ``device``."""
     cfg = load_config(config)
     strip_weight_sources(cfg.model)
+    if compile:
+        cfg.model['compile'] = True
     cfg.model.text_classifier['templates'] = 'single'
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(device).eval()
@@ -108,6 +114,7 @@ def measure(tasks, repeats, device):
 def run(args):
     device = torch.device(args.device)
     maskclip, dinoiser = build(args.maskclip, device), build(args.dinoiser, device)
+    compiled = build(args.maskclip, device, compile=True) if args.compile else None
     gen = torch.Generator().manual_seed(0)
     whole = torch.randn(1, 3, *args.whole, generator=gen).to(device)
     slide = torch.randn(1, 3, *args.slide, generator=gen).to(device)
@@ -122,6 +129,9 @@ def run(args):
             'maskclip slide': (_inference(maskclip, 'slide', precision), slide),
             'clip_dinoiser slide': (_inference(dinoiser, 'slide', precision), slide),
         }
+        if compiled is not None:
+            compiled.load_state_dict(maskclip.state_dict())
+            tasks['maskclip whole compiled'] = (_inference(compiled, 'whole', precision), whole)
         times = measure(tasks, args.repeats, device)
         med = {name: statistics.median(t) for name, t in times.items()}
         results['precisions'][precision] = dict(
@@ -129,8 +139,9 @@ def run(args):
             maskclip_vs_vit=med['maskclip whole'] / med['vit'] - 1,
             dinoiser_vs_maskclip_whole=med['clip_dinoiser whole'] / med['maskclip whole'] - 1,
             dinoiser_vs_maskclip_slide=med['clip_dinoiser slide'] / med['maskclip slide'] - 1)
-    for model in (maskclip, dinoiser):
-        model.precision = 'fp32'
+    for model in (maskclip, dinoiser, compiled):
+        if model is not None:
+            model.precision = 'fp32'
     if 'fp32' in results['precisions'] and 'bf16' in results['precisions']:
         fp32, bf16 = (results['precisions'][p]['median_s'] for p in ('fp32', 'bf16'))
         results['bf16_speedup'] = {name: fp32[name] / bf16[name] for name in fp32}

@@ -42,13 +42,17 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
             similarity, softmax and rules always run in float32.
         sam_refiner (dict, optional): post-processing of the (B, K, H, W) probabilities before packing,
             given the preprocessed images (e.g. ``SAMRefiner``, Trident-style SAM refinement).
+        compile (bool | dict): run the backbone through ``torch.compile`` at inference (a dict gives
+            its keyword arguments, e.g. ``dict(mode='max-autotune')``). The first call of every input
+            shape compiles (tens of seconds); training is never compiled. Default False (see
+            docs/benchmarks.md for what it gains).
         data_preprocessor (dict): ``SegDataPreProcessor`` config with CLIP mean/std, RGB.
     """
 
     def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
                  head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,
                  test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None,
-                 sam_refiner=None):
+                 sam_refiner=None, compile=False):
         if isinstance(data_preprocessor, dict):  # mmseg's registry, so no default scope is needed
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -61,6 +65,11 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         self.kspd = dict(kspd) if kspd is not None else None
         self.test_cfg = dict(test_cfg)
         self.precision = precision  # checked by PrecisionMixin, here and on every later assignment
+        # a compiled *function*, not a submodule: the state dict keeps its plain names
+        self._backbone_fn = None
+        if compile:
+            options = dict(compile) if isinstance(compile, dict) else {}
+            self._backbone_fn = torch.compile(self.backbone.forward, **options)
         self.align_corners = False
         needed = tuple(getattr(self.refiner, 'token_layers', ()))
         if self.kspd and self.kspd.get('ks_thresh', 0) > 0:
@@ -105,7 +114,10 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
     def extract_feat(self, inputs):
         """(B, 3, H, W) -> DenseFeatures (refined when a refiner is configured); H, W multiples of stride."""
         with self._autocast(inputs.device):
-            feats = self.backbone(inputs)
+            if self._backbone_fn is not None and not torch.is_grad_enabled():
+                feats = self._backbone_fn(inputs)
+            else:
+                feats = self.backbone(inputs)
             if self.refiner is not None:
                 feats = self.refiner(feats)
         return feats
