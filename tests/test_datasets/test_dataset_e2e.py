@@ -22,7 +22,6 @@ mIoU is returned, and the ``per_class_iou.json`` written in the run's log folder
 class and exactly the ground-truth pixel count of every class of the converted label at its original
 resolution, so ADE-847's label 300 and PC-459's label 400 are shown to count in the metric.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from dataset_layouts import (convert_cityscapes, load_converter, load_mmseg_conv
                              make_ade150_raw, make_ade847_raw, make_cityscapes_raw,
                              make_coco_stuff_raw, make_pascal_context_converted, make_pc459_raw)
 
-from ovseg.testing import tiny_maskclip_cfg
+from ovseg.testing import load_tool, tiny_maskclip_cfg
 from ovseg.testing.fcclip import tiny_fcclip_cfg
 from ovseg.testing.panoptic_data import make_coco_panoptic_layout
 from ovseg.testing.voc_sample import make_voc_sample
@@ -46,13 +45,6 @@ LABELS_ABOVE_255 = {'ade847': 300, 'pc459': 400}  # 3 pixels each in the val lab
 TEST_SCALE = '(512,64)'  # Resize scale of the runs: short side 64 (long side at most 512)
 
 
-def load_tool(relative):
-    """Import ``tools/<relative>`` as a module (tools/ is not a package)."""
-    path = REPO / 'tools' / relative
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------- layouts and their conversion

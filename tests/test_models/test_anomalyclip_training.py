@@ -16,7 +16,7 @@ import torch
 from ovseg.datasets.anomaly import make_mvtec_like
 from ovseg.evaluation.anomaly import METRIC_NAMES
 from ovseg.registry import MODELS
-from ovseg.testing import tiny_clip_arch
+from ovseg.testing import load_tool, tiny_clip_arch
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CATEGORIES = ('brick', 'grass')
@@ -25,11 +25,6 @@ NUM_TRAIN = 8  # one batch holds the whole training set: the loss of every itera
 HEAD = dict(n_ctx=4, text_depth=2, text_n_ctx=2, features=(1, 2), vv_blocks=1)
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_anomalyclip_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_arch():

@@ -3,7 +3,6 @@
 Tiny teachers are timm ViTs (width 32, 2 blocks) whose weights are written to tmp files in the official
 layouts, so every test also goes through the weights-only checkpoint loading.
 """
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from ovseg.models.refiners.dinoiser_teachers import (CLIP_MEAN_255, CLIP_STD_255
                                                      IMAGENET_STD, DINOCorrelationTeacher,
                                                      FOUNDSaliencyTeacher, build_teacher_vit)
 from ovseg.registry import MODELS
-from ovseg.testing import tiny_maskclip_cfg
+from ovseg.testing import load_tool, tiny_maskclip_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_VIT = dict(embed_dim=32, depth=2, num_heads=2, img_size=64)
@@ -247,11 +246,6 @@ def test_training_recipe_config(teacher_files):
 
 
 # ------------------------------------------------------------------------------------------ tools
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_seg_data(root):

@@ -18,7 +18,7 @@ import torch
 from ovseg.models.anomaly.anovl import AnoVLHead, AnoVLStatePrompts
 from ovseg.models.anomaly.anovl_views import NUM_VIEWS, anovl_views
 from ovseg.registry import MODELS
-from ovseg.testing import CLIP_MEAN_255, CLIP_STD_255, det_state_dict_for, parity_dir, tiny_clip_arch
+from ovseg.testing import load_tool, CLIP_MEAN_255, CLIP_STD_255, det_state_dict_for, parity_dir, tiny_clip_arch
 from ovseg.text.anovl_prompts import (ANOVL_ANOMALOUS_STATES, ANOVL_CLASS_ALIASES, ANOVL_NORMAL_STATES,
                                       ANOVL_TEXTURES, anovl_prompts, family_templates)
 
@@ -265,7 +265,6 @@ def test_anovl_state_prompts_registered():
 
 def test_anovl_config_on_generated_mvtec(tmp_path):
     """The shipped test-time-adapter config runs through tools/test.py (tiny CLIP, generated data)."""
-    import importlib.util
 
     from ovseg.datasets.anomaly import make_mvtec_like
     from ovseg.evaluation.anomaly import METRIC_NAMES
@@ -286,9 +285,7 @@ def test_anovl_config_on_generated_mvtec(tmp_path):
              'default_hooks = dict(logger=dict(interval=1))']
     config = tmp_path / 'tiny_anovl.py'
     config.write_text('\n'.join(lines) + '\n')
-    spec = importlib.util.spec_from_file_location('ovseg_tool_test_anovl', repo / 'tools/test.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('test.py')
     metrics = tool.main([str(config), '--work-dir', str(tmp_path / 'work')])
     for name in METRIC_NAMES:
         per_category = [metrics[f'{c}/{name}'] for c in categories]

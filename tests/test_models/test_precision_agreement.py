@@ -9,27 +9,21 @@ run the fixtures' inputs and real scikit-image photographs in float32 and in bf1
 - every location whose float32 top-2 logit margin exceeds 0.1 keeps its class;
 - head logits (scaled cosines, logit scale 100) move by at most 0.2; probabilities by at most 0.03.
 """
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ovseg.registry import MODELS
-from ovseg.testing import det_state_dict_for, parity_dir
+from ovseg.testing import load_tool, det_state_dict_for, parity_dir
 
 ROOT = parity_dir('maskclip_dinoiser')
 pytestmark = pytest.mark.skipif(ROOT is None, reason='parity fixtures not found: set OVSEG_PARITY_DIR')
-TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'analysis' / 'precision_agreement.py'
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('precision_agreement', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/precision_agreement')
 
 
 def _model(refine):

@@ -1,5 +1,4 @@
 """SAMProposalSegmentor: mask pooling, overlap rules, SegDataSamples, tools/test.py with tiny models."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from PIL import Image
 from ovseg.models.proposals.automatic import MaskProposals
 from ovseg.models.proposals.mask_pooling import mask_cell_weights, masks_to_scores
 from ovseg.registry import MODELS
-from ovseg.testing import tiny_maskclip_cfg
+from ovseg.testing import load_tool, tiny_maskclip_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_SAM = dict(type='SAMPredictor', arch='tiny', image_size=256)
@@ -89,10 +88,7 @@ def test_predict_shapes_slide_mode_and_background_rule():
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(name)
 
 
 @pytest.mark.parametrize('kind', ['proposals', 'refinement'])

@@ -4,7 +4,6 @@ Three texture categories (scikit-image brick / grass / gravel) with pasted ellip
 config's CLIP is replaced by a tiny random ViT (64 px, 4 x 4 patches), nothing is downloaded. Every
 metric must be reported per category and as the category mean, and the per-category JSON written.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,17 +13,14 @@ from PIL import Image
 
 from ovseg.datasets.anomaly import make_mvtec_like
 from ovseg.evaluation.anomaly import METRIC_NAMES
-from ovseg.testing import tiny_clip_arch
+from ovseg.testing import load_tool, tiny_clip_arch
 
 REPO = Path(__file__).resolve().parents[2]
 CATEGORIES = ('brick', 'grass', 'gravel')
 
 
 def _test_tool():
-    spec = importlib.util.spec_from_file_location('ovseg_tool_test_anomaly', REPO / 'tools/test.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('test.py')
 
 
 @pytest.fixture(scope='module')

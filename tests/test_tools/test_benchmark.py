@@ -1,22 +1,15 @@
 """tools/analysis/benchmark.py on the tiny random CLIP segmentor (whole and slide inference)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from ovseg.testing import tiny_maskclip_cfg
+from ovseg.testing import load_tool, tiny_maskclip_cfg
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')
 def benchmark():
-    path = REPO / 'tools/analysis/benchmark.py'
-    spec = importlib.util.spec_from_file_location('ovseg_tool_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/benchmark')
 
 
 @pytest.fixture

@@ -3,24 +3,19 @@
 The shipped configs are switched to tiny models with --cfg-options (their pretrained tags and checkpoint
 paths stay, so --random-weights must strip them); the suite runs tiny leaf configs over shipped ones.
 """
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from ovseg.testing import tiny_clip_arch
+from ovseg.testing import load_tool, tiny_clip_arch
 from ovseg.testing.fcclip import tiny_fcclip_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _load(name):
-    path = REPO / 'tools/analysis' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'analysis/{name}')
 
 
 @pytest.fixture(scope='module')

@@ -1,9 +1,7 @@
 """FC-CLIP end to end: an original-named checkpoint of the tiny model -> converter -> tools/test.py on
 configs/fcclip_ade.py with --cfg-options switching to the tiny model and a generated two-image ADE20K
 panoptic dataset; it prints mIoU, PQ and AP."""
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +11,11 @@ import ovseg.models.fcclip  # noqa: F401  registers FC-CLIP
 from ovseg.registry import MODELS
 from ovseg.testing.fcclip import tiny_fcclip_cfg
 from ovseg.testing.panoptic_data import make_ade_panoptic_layout
+from ovseg.testing import load_tool
 
-REPO = Path(__file__).resolve().parents[2]
 CLASSES = ['cat', 'dog', 'grass']
 
 
-def load_tool(relative):
-    path = REPO / 'tools' / relative
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ovseg name -> detectron2 name, written independently of the converter's rules

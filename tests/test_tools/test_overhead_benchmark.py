@@ -1,12 +1,9 @@
 """tools/analysis/overhead_benchmark.py on tiny MaskCLIP / CLIP-DINOiser configs."""
-import importlib.util
 import json
 import pprint
-from pathlib import Path
 
-from ovseg.testing import tiny_maskclip_cfg
+from ovseg.testing import load_tool, tiny_maskclip_cfg
 
-TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'analysis' / 'overhead_benchmark.py'
 
 
 def _write(path, model):
@@ -15,9 +12,7 @@ def _write(path, model):
 
 
 def test_overhead_benchmark_on_tiny_configs(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('overhead_benchmark', TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('analysis/overhead_benchmark')
     maskclip = _write(tmp_path / 'maskclip.py', tiny_maskclip_cfg(mode='slide'))
     dinoiser = _write(tmp_path / 'dinoiser.py', tiny_maskclip_cfg(mode='slide', refiner=dict(
         type='CLIPDINOiserRefiner', in_channels=32, proj_channels=8, token_layer='resblocks.-2.ln_2')))

@@ -1,19 +1,14 @@
 """tools/analysis/sam_proposals_benchmark.py: both generators on one image, figures and identity."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
+from ovseg.testing import load_tool
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _tool():
-    path = REPO / 'tools' / 'analysis' / 'sam_proposals_benchmark.py'
-    spec = importlib.util.spec_from_file_location('ovseg_tool_sam_proposals_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/sam_proposals_benchmark')
 
 
 def test_runs_both_generators_and_compares(tmp_path):

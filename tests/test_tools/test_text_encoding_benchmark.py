@@ -1,17 +1,11 @@
 """tools/analysis/text_encoding_benchmark.py on the tiny CLIP: steps, cache reuse, JSON."""
-import importlib.util
 import json
-from pathlib import Path
+from ovseg.testing import load_tool
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tool():
-    path = ROOT / 'tools' / 'analysis' / 'text_encoding_benchmark.py'
-    spec = importlib.util.spec_from_file_location('text_encoding_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/text_encoding_benchmark')
 
 
 def test_text_encoding_benchmark_reports_every_step(tmp_path, capsys):

@@ -5,7 +5,6 @@ refiner, weights-only checkpoints (``torch.load(weights_only=True)``), resuming,
 checkpoint in tools/test.py, the frozen-key policy and key-mismatch errors.
 """
 import dataclasses
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,20 +17,13 @@ import torch.nn as nn
 from PIL import Image
 
 from ovseg.registry import MODELS
-from ovseg.testing import tiny_maskclip_cfg
+from ovseg.testing import load_tool, tiny_maskclip_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ('cat', 'dog', 'grass')
 REFINER = 'ToolsTestResidualRefiner'  # registered by the `refiner_type` fixture for this module only
 
 
-def load_tool(relative):
-    """Import ``tools/<relative>`` as a module (tools/ is not a package)."""
-    path = REPO / 'tools' / relative
-    spec = importlib.util.spec_from_file_location(f'ovseg_tool_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class ResidualRefiner(nn.Module):
