@@ -133,6 +133,22 @@ def strip_weight_sources(model_cfg, disable_text_cache=True):
     return removed
 
 
+def set_text_templates(node, templates):
+    """Set ``templates`` on every ``OVTextClassifier`` config inside ``node`` (in place).
+
+    Benchmarks use ``'single'``: the per-image cost does not depend on the template set, while the
+    one-off text encoding of 80 templates takes minutes on a CPU.
+    """
+    if isinstance(node, dict):
+        if node.get('type') == 'OVTextClassifier':
+            node['templates'] = templates
+        for value in node.values():
+            set_text_templates(value, templates)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            set_text_templates(value, templates)
+
+
 def is_open_clip_state_dict(state):
     """True for a bare open_clip CLIP state dict (keys 'visual.*', 'transformer.*', ...)."""
     keys = [k[len('module.'):] if k.startswith('module.') else k for k in state]

@@ -50,7 +50,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmseg.structures import SegDataSample
 
-from ovseg.apis.inferencer import strip_weight_sources
+from ovseg.apis.inferencer import set_text_templates, strip_weight_sources
 from ovseg.registry import MODELS
 from ovseg.utils.stage_timer import StageTimer, sync as _sync
 
@@ -98,19 +98,8 @@ def load_config(path, cfg_options=None, random_weights=False, templates=None):
     if random_weights:
         strip_weight_sources(cfg.model)
     if templates:
-        _set_templates(cfg.model, templates)
+        set_text_templates(cfg.model, templates)
     return cfg
-
-
-def _set_templates(node, templates):
-    if isinstance(node, dict):
-        if node.get('type') == 'OVTextClassifier':
-            node['templates'] = templates
-        for value in node.values():
-            _set_templates(value, templates)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _set_templates(value, templates)
 
 
 def config_test_pipeline(cfg):

@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from ovseg.apis.inferencer import load_config, strip_weight_sources
+from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
 from ovseg.models.backbones.vit_dense import _embed, _run_block
 from ovseg.registry import MODELS
 
@@ -61,7 +61,7 @@ def build(config, device, compile=False):
     strip_weight_sources(cfg.model)
     if compile:
         cfg.model['compile'] = True
-    cfg.model.text_classifier['templates'] = 'single'
+    set_text_templates(cfg.model, 'single')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(device).eval()
     model.class_embeddings()  # text embeddings once, before timing

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from ovseg.apis.inferencer import load_config, strip_weight_sources
+from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
 from ovseg.registry import MODELS
 from ovseg.testing import det_state_dict_for, parity_dir
 
@@ -70,7 +70,7 @@ def build_segmentor(args):
     cfg = load_config(args.config, args.cfg_options)
     if args.weights != 'config':
         strip_weight_sources(cfg.model)
-    cfg.model.text_classifier['templates'] = args.templates
+    set_text_templates(cfg.model, args.templates)
     cfg.model['test_cfg'] = dict(mode='whole')
     torch.manual_seed(args.seed)
     model = MODELS.build(cfg.model)
