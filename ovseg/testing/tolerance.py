@@ -91,8 +91,7 @@ def assert_close(actual, expected, *, depth=1, width=1, scale=None, atol=0.0, ep
     nan_a, nan_e = np.isnan(actual), np.isnan(expected)
     if not np.array_equal(nan_a, nan_e):
         raise AssertionError(f'{name}: NaN at {int((nan_a != nan_e).sum())} positions of one array only')
-    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    diff[nan_a] = 0
+    diff = np.where(nan_a, 0.0, np.abs(actual.astype(np.float64) - expected.astype(np.float64)))
     if where is not None:
         diff = np.where(np.broadcast_to(_numpy(where).astype(bool), diff.shape), diff, 0)
     worst = float(diff.max()) if diff.size else 0.0
