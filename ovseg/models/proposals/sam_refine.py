@@ -246,13 +246,15 @@ class SAMRefiner(nn.Module):
         return result
 
     @torch.no_grad()
-    def merge(self, result, probs, iou_thresh=None):
+    def merge(self, result, probs, iou_thresh=None, keep=None):
         """Keep the masks above the IoU threshold and merge them (see :func:`merge_refinement`).
 
         Args:
             result (RefineResult): from :meth:`prompt_regions` (not modified).
             probs (Tensor): (C, H, W) the same probabilities.
             iou_thresh (float, optional): overrides ``self.iou_thresh``.
+            keep (Tensor, optional): (R,) bool decisions to use instead of ``iou > iou_thresh`` (e.g. to
+                replay another run's decisions).
 
         Returns:
             RefineResult: a new result; ``changed`` is False (inputs returned) when nothing is kept, as in
@@ -264,7 +266,11 @@ class SAMRefiner(nn.Module):
                                   failed_union=None, keep=None)
         if result.iou is None:
             return out
-        out.keep = keep = result.iou > thresh
+        if keep is None:
+            keep = result.iou > thresh
+        elif keep.shape != result.iou.shape:
+            raise ValueError(f'keep has shape {tuple(keep.shape)}, expected {tuple(result.iou.shape)}')
+        out.keep = keep = keep.to(result.iou.device, torch.bool)
         if not keep.any():
             return out
         dev = probs.device
