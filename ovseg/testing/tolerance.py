@@ -2,24 +2,25 @@
 
 **Float arrays** (:func:`assert_close`). Two float32 implementations of the same formula differ by the
 rounding of their reductions, whose order changes with the library version (BLAS blocking, vectorised
-kernels, thread count). The bound used here is the textbook random-walk model of a float32 sum:
+kernels, thread count). The bound used here is the random-walk model of float32 rounding:
 
-* one reduction over ``width`` terms, evaluated in another order, moves its result by about
-  ``sqrt(width) * eps32`` of the magnitude of its terms (``eps32 = 2**-23``; the worst case is
-  ``width * eps32``, reached only by adversarial data);
-* ``depth`` successive stages that each renormalise their output (transformer blocks with LayerNorm and
-  residuals, conv stages, decoder layers) add their errors: ``depth * sqrt(width) * eps32``;
+* a reduction over ``width`` terms, evaluated in another order, moves its result by about
+  ``sqrt(width) * eps32`` of the magnitude of its terms (``eps32 = 2**-23``, twice the unit roundoff;
+  the worst case, ``width * eps32``, needs adversarial data);
+* ``depth`` successive stages (transformer blocks with LayerNorm and residuals, conv stages, decoder
+  layers) make independent roundings, which add up the same way: ``sqrt(depth * width) * eps32``
+  relative to the magnitude that the stages carry (linear stages pass a relative error on unchanged);
 * the error is relative to the *scale of the computation*, not of each element: an output element near
   zero is a sum of terms of the array's typical size and inherits their absolute error. The scale is
-  ``max|expected|`` unless the caller states it (e.g. 1 for cosines of unit vectors, 100 for logits that
-  are 100 x cosines, whose error is 100 x the cosine error even when the logits themselves are small).
+  ``max|expected|`` unless the caller states it (e.g. 1 for cosines of unit vectors, or the slope of a
+  sigmoid times the size of its argument's inputs).
 
-So ``|actual - expected| <= atol + depth * sqrt(width) * eps32 * scale`` elementwise, where ``atol`` is
+So ``|actual - expected| <= atol + sqrt(depth * width) * eps32 * scale`` elementwise, where ``atol`` is
 only for a stated extra source (a float16 rounding step, a float64 reference). Example: 12 ViT blocks of
-width 896 (MLP 3584), tokens up to |3|: tolerance 12 * 60 * 1.19e-7 * 3 = 2.6e-4, 26x the 1e-5 change that
-a newer torch release produced, and far below what a real defect causes (a wrong attention scale, a
-swapped operation or an off-by-one resize move tokens by 1e-2 to 1 of their scale; see the
-tests of this module). NaN must be NaN in both arrays.
+width 896 (MLP 3584), tokens up to |3|: tolerance sqrt(12 * 3584) * 1.19e-7 * 3 = 7.4e-5, 7x the 1e-5
+change that a newer torch release produced, and far below what a real defect causes (a wrong
+temperature, a swapped operation or an off-by-one resize move values by 1e-3 to 1 of their scale; each
+parity test shows one such defect failing). NaN must be NaN in both arrays.
 
 **Decisions** (:func:`assert_equal_away_from_ties`). A mask, label map, kept/dropped flag or order is a
 thresholded function of a float score. It is compared exactly wherever its score is farther than the
@@ -46,7 +47,7 @@ def _numpy(x):
 
 
 def float32_tolerance(scale, depth=1, width=1, eps=EPS32):
-    """Absolute tolerance ``depth * sqrt(width) * eps * scale`` (module docstring: why).
+    """Absolute tolerance ``sqrt(depth * width) * eps * scale`` (module docstring: why).
 
     Args:
         scale (float): magnitude of the computation's values (usually ``max|expected|``).
@@ -56,7 +57,7 @@ def float32_tolerance(scale, depth=1, width=1, eps=EPS32):
     """
     if depth < 1 or width < 1:
         raise ValueError(f'depth and width must be >= 1, got depth={depth}, width={width}')
-    return depth * math.sqrt(width) * eps * float(scale)
+    return math.sqrt(depth * width) * eps * float(scale)
 
 
 def tolerance_for(expected, depth=1, width=1, scale=None, atol=0.0, eps=EPS32):
@@ -70,7 +71,7 @@ def tolerance_for(expected, depth=1, width=1, scale=None, atol=0.0, eps=EPS32):
 
 def assert_close(actual, expected, *, depth=1, width=1, scale=None, atol=0.0, eps=EPS32, where=None,
                  name='array'):
-    """Assert ``|actual - expected| <= atol + depth * sqrt(width) * eps * scale`` elementwise.
+    """Assert ``|actual - expected| <= atol + sqrt(depth * width) * eps * scale`` elementwise.
 
     Args:
         actual, expected: arrays or tensors of the same shape (NaN must coincide).

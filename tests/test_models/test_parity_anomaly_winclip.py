@@ -9,7 +9,7 @@ Tolerances (``ovseg.testing.tolerance``): patch embedding plus position is one r
 the projection; prompt and text embeddings the text tower's blocks plus the projection; all relative to
 their largest value. The anomalous probability is softmax(cos / T) over [normal, anomalous], i.e.
 sigmoid(<f, t_a - t_n> / T) for unit vectors, so the embeddings' relative error reaches it on the scale
-|t_a - t_n| / (4 T) (~5e-4 for these weights), plus a few float32 roundings of values near 0.5; window
+|t_a - t_n| / (4 T), plus a few float32 roundings of values near 0.5; window
 averages, harmonic means, the multiscale map and the bilinear upsampling are means of such values.
 """
 import hashlib

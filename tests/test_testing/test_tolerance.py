@@ -8,11 +8,11 @@ from ovseg.testing import (EPS32, assert_close, assert_equal_away_from_ties, ass
 
 
 def test_float32_tolerance_formula():
-    assert float32_tolerance(3.0, depth=12, width=3584) == pytest.approx(12 * 3584 ** 0.5 * EPS32 * 3)
+    assert float32_tolerance(3.0, depth=12, width=3584) == pytest.approx((12 * 3584) ** 0.5 * EPS32 * 3)
     assert float32_tolerance(1.0) == EPS32
     with pytest.raises(ValueError, match='depth'):
         float32_tolerance(1.0, depth=0)
-    assert tolerance_for(np.array([-3.0, 1.0, np.nan]), depth=2) == pytest.approx(2 * EPS32 * 3)
+    assert tolerance_for(np.array([-3.0, 1.0, np.nan]), depth=4) == pytest.approx(2 * EPS32 * 3)
     assert tolerance_for(np.array([0.5]), scale=100, atol=1e-9) == pytest.approx(1e-9 + 100 * EPS32)
 
 
