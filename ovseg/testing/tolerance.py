@@ -174,3 +174,19 @@ def assert_same_order(actual_order, expected_order, scores, tol, *, max_flips=10
         margin[1:] = np.minimum(margin[1:], gaps)
     return assert_equal_away_from_ties(actual_order, expected_order, margin, tol, max_flips=max_flips,
                                        max_near_fraction=1.0, name=name)
+
+
+def tower_error_model(tower_cfg, extra=0, **kwargs):
+    """Error model of a transformer tower given by an open_clip ``vision_cfg`` / ``text_cfg`` dict:
+    ``depth`` = its layers + ``extra`` stages, ``width`` = its MLP width (``mlp_ratio`` x width, default 4).
+    Extra keyword arguments (``scale``, ``atol``) are passed through."""
+    width = int(round(tower_cfg.get('mlp_ratio', 4.0) * tower_cfg['width']))
+    return dict(depth=tower_cfg['layers'] + extra, width=width, **kwargs)
+
+
+def softmax_error_model(logit_model, logits, atol_roundings=8):
+    """Error model of ``softmax(logits)`` from that of the logits: a softmax moves each probability by at
+    most half of the logits' largest change (``|dp_k| <= 2 p_k (1 - p_k) max|dx| <= max|dx| / 2``), so the
+    scale is ``max|logits| / 2``; plus ``atol_roundings`` float32 roundings of values <= 1."""
+    return dict(logit_model, scale=float(np.abs(_numpy(logits)).max(initial=0)) / 2,
+                atol=atol_roundings * EPS32)
