@@ -1,5 +1,7 @@
-# FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on Cityscapes val with FC-CLIP's protocol: semantic mIoU,
-# panoptic PQ and COCO-style mask AP (the published AP uses the Cityscapes instance protocol instead), short side
+# FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on Cityscapes val with FC-CLIP's protocol:
+# semantic mIoU,
+# panoptic PQ and COCO-style mask AP (the published AP uses the Cityscapes instance protocol instead),
+# short side
 # 1024 / long side at most 2560, as the released fcclip_convnext_large_eval_cityscapes.yaml.
 # Data: docs/datasets.md#cityscapes-panoptic.
 _base_ = [

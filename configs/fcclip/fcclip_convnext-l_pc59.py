@@ -1,5 +1,6 @@
 # FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on PASCAL Context 59 with FC-CLIP's protocol
-# (semantic only, as the released fcclip_convnext_large_eval_pc59.yaml; FC-CLIP's class list; detectron2 mIoU).
+# (semantic only, as the released fcclip_convnext_large_eval_pc59.yaml; FC-CLIP's class list; detectron2
+# mIoU).
 _base_ = [
     '../_base_/models/fcclip_convnext-l.py', '../_base_/datasets/fcclip/pc59.py',
     '../_base_/default_runtime.py'

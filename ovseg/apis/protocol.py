@@ -230,8 +230,8 @@ def evaluation(cfg):
     metrics = [_metric_entry(ev) for ev in evaluators]
     ignore = next((m['ignore_index'] for m in metrics if 'ignore_index' in m), None)
     extra = {k: v for k, v in dataset.items() if k in ('instance_ann_file',)}
-    return dict(dataset=dataset.get('type'), ignore_index=ignore, reduce_zero_label=_reduce_zero_label(dataset),
-                metrics=metrics, **extra)
+    return dict(dataset=dataset.get('type'), ignore_index=ignore,
+                reduce_zero_label=_reduce_zero_label(dataset), metrics=metrics, **extra)
 
 
 def sources(cfg, vocab, template_name):

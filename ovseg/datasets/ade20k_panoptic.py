@@ -73,8 +73,8 @@ class ADE20KPanopticDataset(PanopticSemanticDataset):
             if not osp.isfile(path):
                 raise FileNotFoundError(
                     f'{type(self).__name__}: instance annotations {path} not found. Make them with '
-                    "Mask2Former's datasets/prepare_ade20k_ins_seg.py (docs/datasets.md#ade-150-panoptic), or "
-                    'set instance_ann_file=None to score mask AP against the panoptic thing segments.')
+                    "Mask2Former's datasets/prepare_ade20k_ins_seg.py (docs/datasets.md#ade-150-panoptic), "
+                    'or set instance_ann_file=None to score mask AP against the panoptic thing segments.')
             self._metainfo['instance_ann_file'] = path
 
     def _category_labels(self, categories: List[dict]) -> Dict[int, dict]:

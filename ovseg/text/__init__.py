@@ -4,6 +4,7 @@ from .vocabulary import (BACKGROUND_STUFF, Vocabulary, VocabularyError, availabl
                          load_vocabulary, parse_vocabulary_file)
 
 __all__ = [
-    'BACKGROUND_STUFF', 'TEMPLATE_SOURCES', 'TEMPLATES', 'Vocabulary', 'VocabularyError', 'available_vocabularies',
+    'BACKGROUND_STUFF', 'TEMPLATE_SOURCES', 'TEMPLATES', 'Vocabulary', 'VocabularyError',
+    'available_vocabularies',
     'get_templates', 'load_vocabulary', 'parse_vocabulary_file',
 ]

@@ -31,5 +31,5 @@ data_source = dict(
     dataset='wysoczanska/clip_dinoiser@c225055e84f79769f187818997332cc5f3767d89 '
             'segmentation/configs/_base_/datasets/ade20k.py: '
             "mmseg's ADE20KDataset (0 = other -> ignore, reduce_zero_label)",
-    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth counts as '
-           'IoU 0')
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

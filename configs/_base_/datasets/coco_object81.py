@@ -34,5 +34,5 @@ data_source = dict(
     dataset='wysoczanska/clip_dinoiser@c225055e84f79769f187818997332cc5f3767d89 '
             'segmentation/configs/_base_/datasets/coco.py: '
             "COCOObjectDataset (*_instanceTrainIds.png, GroupViT conversion)",
-    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth counts as '
-           'IoU 0')
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

@@ -33,5 +33,5 @@ data_source = dict(
     dataset='wysoczanska/clip_dinoiser@d39307e1d1d33726fac61f48675eaf96eaa0e207 '
             'segmentation/configs/_base_/datasets/pascal_context59.py: '
             "PascalContextDataset59 (background 0 -> ignore, reduce_zero_label)",
-    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth counts as '
-           'IoU 0')
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

@@ -32,5 +32,5 @@ data_source = dict(
     dataset='wysoczanska/clip_dinoiser@d39307e1d1d33726fac61f48675eaf96eaa0e207 '
             'segmentation/configs/_base_/datasets/pascal_voc12.py: '
             "PascalVOCDataset (segmentation/datasets/pascal_voc.py), ignore 255",
-    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth counts as '
-           'IoU 0')
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

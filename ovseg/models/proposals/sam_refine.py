@@ -312,8 +312,8 @@ class SAMRefiner(nn.Module):
                                         align_corners=False)[0]
         failed = self._failed_union(result.regions, ~keep, probs.shape[-2:]).to(dev)
         classes = result.regions.classes[keep.cpu()].to(dev)
-        out.pred, out.logits, out.stage1_logits = merge_refinement(mask_logits, classes, probs, seg_pred, failed,
-                                                                   self.failed_rule)
+        out.pred, out.logits, out.stage1_logits = merge_refinement(mask_logits, classes, probs, seg_pred,
+                                                                   failed, self.failed_rule)
         out.failed_union, out.changed = failed, True
         return out
 
