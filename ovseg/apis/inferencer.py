@@ -389,15 +389,23 @@ class OVSegInferencer:
             results = transform(results)
         return results
 
-    def _predict(self, items):
-        """Pipeline outputs of same-size images -> (K, h, w) float32 CPU probabilities each."""
-        batch = dict(inputs=[it['inputs'] for it in items],
-                     data_samples=[it['data_samples'] for it in items])
+    def _refines_at_original_size(self):
+        refiner = getattr(self.model, 'sam_refiner', None)
+        return getattr(refiner, 'resolution', None) == 'original'
+
+    def _predict(self, run):
+        """(image, pipeline output) pairs of same-size inputs -> (K, h, w) float32 CPU probabilities each."""
+        batch = dict(inputs=[it['inputs'] for _, it in run],
+                     data_samples=[it['data_samples'] for _, it in run])
         data = self.model.data_preprocessor(batch, False)
         samples = data['data_samples']
-        for sample in samples:
-            # Results stay at the network resolution; __call__ upsamples once, to bound memory.
-            sample.set_metainfo(dict(ori_shape=tuple(sample.img_shape[:2])))
+        for sample, (image, _) in zip(samples, run):
+            if self._refines_at_original_size():
+                # Trident's SAM refinement runs on the original image, so results come at its size.
+                sample.set_metainfo(dict(ori_shape=tuple(image.shape[:2]), ori_img=image))
+            else:
+                # Results stay at the network resolution; __call__ upsamples once, to bound memory.
+                sample.set_metainfo(dict(ori_shape=tuple(sample.img_shape[:2])))
         outputs = self.model.predict(data['inputs'], samples)
         return [out.seg_logits.data.float().cpu() for out in outputs]
 
@@ -456,7 +464,7 @@ class OVSegInferencer:
         names = list(self.model.class_names)
         results = []
         for run in self._batches(sources, int(batch_size)):
-            probs = self._predict([item for _, item in run])
+            probs = self._predict(run)
             for (image, _), p in zip(run, probs):
                 results.append(self._result(image, p, names, return_logits, return_overlay))
         return results[0] if single else results

@@ -33,7 +33,7 @@ import torch
 STAGE_METHODS = {
     'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
     'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
-    'SAMRefiner': (('prompt_regions', None),),
+    'SAMRefiner': (('refine_and_pack', 'sam_refiner'), ('prompt_regions', None)),
     'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
     'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),
     'AnoVLHead': (('text_features', None), ('encode_tokens', None), ('adapt', None), ('score_tokens', None),

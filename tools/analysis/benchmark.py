@@ -112,7 +112,8 @@ def config_test_pipeline(cfg):
 def published_shape(cfg, reference=None):
     """(H, W) the test pipeline's Resize gives a reference image (see the module docstring)."""
     from mmcv.image import rescale_size
-    resizes = [t for t in (config_test_pipeline(cfg) or []) if t.get('type') == 'Resize' and t.get('scale')]
+    resizes = [t for t in (config_test_pipeline(cfg) or [])
+               if t.get('type') in ('Resize', 'TorchvisionResize') and t.get('scale')]
     if not resizes:
         raise ValueError('The config has no test pipeline with a Resize scale: give --shape H W.')
     resize = resizes[0]
@@ -206,8 +207,10 @@ def random_batch(shape, device, seed=0, batch=1, image='random'):
     else:
         images = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=gen)
                   for _ in range(batch)]
+    # ori_img: the original RGB image, for SAM refinement at the original resolution (Trident's protocol)
     return dict(inputs=[x.to(device) for x in images],
-                data_samples=[SegDataSample(metainfo=dict(meta)) for _ in range(batch)])
+                data_samples=[SegDataSample(metainfo=dict(meta, ori_img=x.flip(0).permute(1, 2, 0).numpy()))
+                              for x in images])
 
 
 # ------------------------------------------------------------------------------------------ memory

@@ -3,12 +3,14 @@ from .loading import LoadUint16Annotations, check_label_values
 from .panoptic import (LoadPanopticAnnotations, panoptic_to_instances, panoptic_to_semantic,
                        rgb_to_panoptic_id)
 from .panoptic_inputs import LoadPanopticSegIds, PackPanopticInputs
+from .torchvision_resize import TorchvisionResize
 
 __all__ = [
     'LoadPanopticAnnotations',
     'LoadPanopticSegIds',
     'LoadUint16Annotations',
     'PackPanopticInputs',
+    'TorchvisionResize',
     'check_label_values',
     'panoptic_to_instances',
     'panoptic_to_semantic',
