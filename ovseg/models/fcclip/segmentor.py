@@ -241,9 +241,15 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
             meta.setdefault('img_shape', tuple(inputs.shape[-2:]))
             meta.setdefault('ori_shape', meta['img_shape'])
             result = sample if sample is not None else SegDataSample(metainfo=meta)
-            self.postprocess(out['log_probs'][i], out['pred_masks'][i], out['padded_shape'], meta, result)
+            self.postprocess(out['log_probs'][i], out['pred_masks'][i], out['padded_shape'], meta, result,
+                             semantic_fn=self.semantic_fn(out, i, meta))
             results.append(result)
         return results
+
+    def semantic_fn(self, out, index, meta):
+        """The semantic rule of image ``index`` (``fn(mask_cls, masks, mask_prob) -> (K, H, W)``), or None
+        for :func:`semantic_inference`. A hook for descendants (FrozenSeg's proposal ensemble)."""
+        return None
 
     def _resize_masks(self, masks, padded_shape, img_shape, ori_shape):
         """(Q, h, w) mask logits -> (Q, H0, W0): upsample to the padded input, crop, resize to ori_shape."""
@@ -253,13 +259,16 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
             chunks.append(resize_to_output(up, img_shape, ori_shape))
         return torch.cat(chunks)
 
-    def postprocess(self, mask_cls, mask_pred, padded_shape, meta, result):
+    def postprocess(self, mask_cls, mask_pred, padded_shape, meta, result, semantic_fn=None):
         """Fill one ``SegDataSample`` from (Q, K + 1) class log-probs and (Q, h, w) mask logits.
 
         As in FC-CLIP, masks are resized to the output before inference when panoptic or instance
-        results are requested, otherwise the semantic map is computed first and then resized.
+        results are requested, otherwise the semantic map is computed first (on the masks upsampled to
+        the padded input) and then cropped and resized. ``semantic_fn(mask_cls, masks, mask_prob)``
+        replaces :func:`semantic_inference` (see :meth:`semantic_fn`).
         """
         cfg = self.test_cfg
+        semantic = semantic_fn or semantic_inference
         img_shape, ori_shape = tuple(meta['img_shape'][:2]), tuple(meta['ori_shape'][:2])
         flip = meta.get('flip', False)
         flip_dims = {'horizontal': (-1,), 'vertical': (-2,), 'diagonal': (-2, -1)}.get(
@@ -268,11 +277,11 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
             masks = self._resize_masks(mask_pred, padded_shape, img_shape, ori_shape)
             masks = masks.flip(flip_dims) if flip else masks
             prob = masks.sigmoid()  # once, shared by the three results
-            sem = semantic_inference(mask_cls, masks, prob) if cfg['semantic_on'] else None
+            sem = semantic(mask_cls, masks, prob) if cfg['semantic_on'] else None
         else:
             masks = prob = None
             up = F.interpolate(mask_pred[None], size=padded_shape, mode='bilinear', align_corners=False)[0]
-            sem = resize_to_output(semantic_inference(mask_cls, up), img_shape, ori_shape)
+            sem = resize_to_output(semantic(mask_cls, up, None), img_shape, ori_shape)
             sem = sem.flip(flip_dims) if flip else sem
         if sem is not None:
             result.set_data({'seg_logits': PixelData(data=sem),
