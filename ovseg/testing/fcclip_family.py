@@ -72,3 +72,46 @@ def swap_trunk(clip, manifest):
     depths, dims = spec.get('depths', (1, 1, 2, 1)), spec.get('dims', (128, 256, 512, 1024))
     clip.visual.trunk = ConvNeXt(depths=depths, dims=dims, num_classes=0)
     clip.visual.head = torch.nn.Sequential(OrderedDict(mlp=Mlp(dims[-1], 2 * embed, embed, bias=(True, False))))
+
+
+def panoptic_margin(log_probs, mask_probs, expected_ids, object_mask_threshold, tol):
+    """Per-pixel distance of an expected Mask2Former panoptic map from a flip, for
+    :func:`ovseg.testing.assert_equal_away_from_ties`.
+
+    A pixel takes the segment of the kept query with the largest score x mask probability when that
+    query's probability is >= 0.5, else none (0). It is a near tie when the queries within ``tol`` of the
+    largest product (each either surely inside its mask, surely outside, or within ``tol`` of 0.5) can give
+    it different ids; its margin is then the smaller of the top-2 gap and the winner's distance from 0.5,
+    and infinite otherwise. Each query's segment id is read from ``expected_ids`` where it wins.
+
+    Args:
+        log_probs (Tensor): (Q, K + 1) expected class log-probabilities (void last).
+        mask_probs (Tensor): (Q, H, W) expected mask probabilities at the output size.
+        expected_ids (np.ndarray): (H, W) expected panoptic ids.
+        object_mask_threshold (float): the score threshold of kept queries.
+        tol (float): tolerance of score x probability.
+    """
+    import numpy as np
+
+    from ovseg.testing.tolerance import threshold_margin, top2_margin
+    probs = torch.softmax(torch.as_tensor(log_probs).float(), -1)
+    scores, labels = probs.max(-1)
+    keep = (labels != probs.shape[-1] - 1) & (scores > object_mask_threshold)
+    if not bool(keep.any()):
+        return np.full(expected_ids.shape, np.inf)
+    masks = torch.as_tensor(mask_probs)[keep].float().numpy()
+    weighted = scores[keep].numpy()[:, None, None] * masks
+    winner = weighted.argmax(0)
+    own = np.take_along_axis(masks, winner[None], 0)[0]
+    seg = np.zeros(len(masks), dtype=np.int64)
+    for k in range(len(masks)):
+        ids = expected_ids[(winner == k) & (own >= 0.5)]
+        seg[k] = np.bincount(ids).argmax() if ids.size else 0
+    contender = weighted >= weighted.max(0) - tol
+    outside = masks < 0.5 - tol
+    inside = masks >= 0.5 + tol
+    big = np.iinfo(np.int64).max
+    low = np.where(contender, np.where(inside, seg[:, None, None], 0), big).min(0)
+    high = np.where(contender, np.where(outside, 0, seg[:, None, None]), -1).max(0)
+    margin = top2_margin(weighted, axis=0) if len(masks) > 1 else np.full(winner.shape, np.inf)
+    return np.where(low != high, np.minimum(margin, threshold_margin(own, 0.5)), np.inf)

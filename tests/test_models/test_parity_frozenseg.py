@@ -23,8 +23,8 @@ from ovseg.models.fcclip import seen_class_mask
 from ovseg.models.fcclip.postprocess import resize_to_output
 from ovseg.registry import MODELS
 from ovseg.testing import (assert_close, assert_equal_away_from_ties, load_detweights, load_tool, parity_dir,
-                           threshold_margin, tolerance_for, top2_margin)
-from ovseg.testing.fcclip_family import detectron2_config, fcclip_family_cfg, swap_trunk
+                           threshold_margin, tolerance_for)
+from ovseg.testing.fcclip_family import detectron2_config, fcclip_family_cfg, panoptic_margin, swap_trunk
 
 FOLDER = 'frozenseg'
 ROOT = parity_dir(FOLDER)
@@ -276,54 +276,14 @@ def _mass(fx):
     return float(probs.sum(0).max())
 
 
-def _segment_ids(case, overlap_threshold, is_thing):
-    """Segment id each kept query's pixels get in the expected panoptic map (0: its segment was dropped),
-    from the fixture's recorded per-query decisions, in the original's order (stuff of one class merged)."""
-    ids, stuff, next_id = [], {}, 1
-    for q in case['panoptic_decisions']['kept_queries']:
-        kept = q['mask_area'] > 0 and q['original_area'] > 0 and q.get('final_area', 1) > 0 and \
-            q['mask_area'] / q['original_area'] >= overlap_threshold
-        if not kept:
-            ids.append(0)
-        elif not is_thing[q['label']] and q['label'] in stuff:
-            ids.append(stuff[q['label']])
-        else:
-            stuff.setdefault(q['label'], next_id) if not is_thing[q['label']] else None
-            ids.append(next_id)
-            next_id += 1
-    return np.asarray(ids)
-
-
 def _panoptic_margin(model, fx, case, padded_shape, tol):
-    """Per-pixel distance of the expected panoptic decision from a flip (expected inputs: the fixture's
-    final log-probs and stride-4 masks, resized as the original does).
-
-    A pixel takes the segment of the query with the largest score x mask probability when that query's
-    probability is >= 0.5, else none. It is a near tie when the queries within ``tol`` of the largest
-    product (or whose probability is within ``tol`` of 0.5) can give it different segment ids; its margin
-    is then the smaller of the top-2 gap and the winner's distance from 0.5, and infinite otherwise.
-    """
-    probs = F.softmax(torch.from_numpy(fx['final_mask_cls_logprobs'][0]), -1)
-    scores, labels = probs.max(-1)
-    keep = (labels != probs.shape[-1] - 1) & (scores > model.test_cfg['object_mask_threshold'])
-    if not bool(keep.any()):
-        return np.full(tuple(case['output_hw']), np.inf)
+    """Near ties of the expected panoptic map (:func:`panoptic_margin`) from the fixture's final log-probs and
+    stride-4 masks, resized as the original does."""
     up = F.interpolate(torch.from_numpy(fx['pred_masks']), size=padded_shape, mode='bilinear',
                        align_corners=False)[0]
-    masks = resize_to_output(up, tuple(case['input_hw']), tuple(case['output_hw']))[keep].sigmoid().numpy()
-    seg = _segment_ids(case, model.test_cfg['overlap_threshold'], [v['isthing'] for v in case['test_vocabulary']])
-    assert len(seg) == len(masks)
-    weighted = scores[keep].numpy()[:, None, None] * masks
-    contender = weighted >= weighted.max(0) - tol
-    inside = np.where(masks >= 0.5 + tol, seg[:, None, None], -1)  # certainly its segment
-    outside = masks < 0.5 - tol  # certainly none
-    # outcomes a contender can give: its segment id, 0, or both when its probability is near 0.5
-    low = np.where(contender, np.where(outside, 0, np.where(inside >= 0, inside, 0)), np.iinfo(np.int64).max)
-    high = np.where(contender, np.where(outside, 0, seg[:, None, None]), -1)
-    undecided = low.min(0) != high.max(0)
-    margin = top2_margin(weighted, axis=0) if len(masks) > 1 else np.full(masks.shape[1:], np.inf)
-    own = np.take_along_axis(masks, weighted.argmax(0)[None], 0)[0]
-    return np.where(undecided, np.minimum(margin, threshold_margin(own, 0.5)), np.inf)
+    masks = resize_to_output(up, tuple(case['input_hw']), tuple(case['output_hw'])).sigmoid()
+    return panoptic_margin(fx['final_mask_cls_logprobs'][0], masks, fx['panoptic_seg'],
+                           model.test_cfg['object_mask_threshold'], tol)
 
 
 @pytest.mark.parametrize('name', _case_names())
