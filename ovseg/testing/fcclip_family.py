@@ -35,7 +35,8 @@ def fcclip_family_cfg(manifest, segmentor='FCCLIPSegmentor', variant=None, **ext
     cfg = dict(
         type=segmentor,
         backbone=dict(type='OpenCLIPBackbone', arch=clip),
-        pixel_decoder=dict(type='FCCLIPPixelDecoder', in_channels=manifest['timm_trunk'].get('dims', (128, 256, 512, 1024)),
+        pixel_decoder=dict(type='FCCLIPPixelDecoder',
+                           in_channels=manifest['timm_trunk'].get('dims', (128, 256, 512, 1024)),
                            conv_dim=head['CONVS_DIM'], mask_dim=head['MASK_DIM'],
                            num_layers=head['TRANSFORMER_ENC_LAYERS'], num_heads=mf['NHEADS'],
                            num_points=head['DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS'], ffn_dim=1024,
