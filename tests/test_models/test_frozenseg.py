@@ -1,5 +1,6 @@
 """FrozenSeg on FC-CLIP's parts, tiny random models: the released-defect options against hand computations,
 the corrected behaviour, inference outputs, proposals and the training loss."""
+import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData
@@ -189,3 +190,17 @@ def test_training_loss_backpropagates_into_the_head_not_sam_or_clip():
     assert model.sam_branch.fpn[0].weight.grad is not None
     assert all(p.grad is None for p in model.sam.parameters())
     assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_load_sam_proposals(tmp_path):
+    from ovseg.registry import TRANSFORMS
+    logits = np.random.default_rng(0).normal(size=(3, 6, 7)).astype(np.float16)
+    np.savez(tmp_path / '0001.npz', logits=logits, predicted_iou=np.ones(3))
+    load = TRANSFORMS.build(dict(type='LoadSAMProposals', proposal_dir=str(tmp_path)))
+    out = load(dict(img_path='images/0001.jpg', ori_shape=(6, 7)))
+    assert out['sam_proposal_logits'].dtype == np.float32
+    np.testing.assert_array_equal(out['sam_proposal_logits'], logits.astype(np.float32))
+    with pytest.raises(FileNotFoundError, match='0002.npz'):
+        load(dict(img_path='images/0002.jpg', ori_shape=(6, 7)))
+    empty = TRANSFORMS.build(dict(type='LoadSAMProposals', proposal_dir=str(tmp_path), missing='empty'))
+    assert empty(dict(img_path='x/0002.jpg', ori_shape=(6, 7)))['sam_proposal_logits'].shape == (0, 6, 7)
