@@ -30,12 +30,15 @@ PATCH_SIZE = 16
 PROMPT_DIM = 256
 
 
-def build_sam_model(arch='vit_b', image_size=1024, **overrides):
+def build_sam_model(arch='vit_b', image_size=1024, prompt_dim=PROMPT_DIM, **overrides):
     """Build a ``segment_anything.modeling.Sam`` with random weights.
 
     Args:
         arch (str): 'vit_b', 'vit_l', 'vit_h' or 'tiny' (64-d, 2 blocks, 2 heads). Default 'vit_b'.
         image_size (int): side of the square encoder input (1024 for released weights; a multiple of 16).
+        prompt_dim (int): width of the image embedding (the neck's output), the prompt encoder and the
+            mask decoder, as ``segment_anything``'s ``prompt_embed_dim``. Default 256 (released models;
+            smaller values are for tiny test models).
         **overrides: image-encoder settings replacing the arch's (embed_dim, depth, num_heads,
             global_attn_indexes, window_size).
 
@@ -53,14 +56,14 @@ def build_sam_model(arch='vit_b', image_size=1024, **overrides):
     grid = image_size // PATCH_SIZE
     encoder = ImageEncoderViT(
         img_size=image_size, patch_size=PATCH_SIZE, embed_dim=enc['embed_dim'], depth=enc['depth'],
-        num_heads=enc['num_heads'], mlp_ratio=4, out_chans=PROMPT_DIM, qkv_bias=True,
+        num_heads=enc['num_heads'], mlp_ratio=4, out_chans=prompt_dim, qkv_bias=True,
         norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
         global_attn_indexes=tuple(enc['global_attn_indexes']), window_size=enc['window_size'])
-    prompt_encoder = PromptEncoder(embed_dim=PROMPT_DIM, image_embedding_size=(grid, grid),
+    prompt_encoder = PromptEncoder(embed_dim=prompt_dim, image_embedding_size=(grid, grid),
                                    input_image_size=(image_size, image_size), mask_in_chans=16)
     decoder = MaskDecoder(
-        num_multimask_outputs=3, transformer_dim=PROMPT_DIM, iou_head_depth=3, iou_head_hidden_dim=256,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8))
+        num_multimask_outputs=3, transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=256,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=2048, num_heads=8))
     return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder,
                pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]).eval()
 
@@ -129,14 +132,16 @@ class SAMPredictor(nn.Module):
         image_size (int): encoder input side. Default 1024 (released weights need 1024).
         strict (bool): raise when the checkpoint's keys differ from the model's (names listed);
             otherwise warn. Default True.
+        prompt_dim (int): image-embedding / prompt width (see :func:`build_sam_model`). Default 256.
         **arch_overrides: image-encoder settings (see :func:`build_sam_model`).
     """
 
-    def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, strict=True, **arch_overrides):
+    def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, strict=True, prompt_dim=PROMPT_DIM,
+                 **arch_overrides):
         super().__init__()
         from segment_anything.utils.transforms import ResizeLongestSide
         self.arch = arch
-        self.model = build_sam_model(arch, image_size, **arch_overrides)
+        self.model = build_sam_model(arch, image_size, prompt_dim, **arch_overrides)
         self.transform = ResizeLongestSide(image_size)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, strict=strict)
@@ -194,6 +199,23 @@ class SAMPredictor(nn.Module):
         embedding = self.model.image_encoder(self.model.preprocess(x))
         return SAMImage(embedding=embedding, input_size=tuple(x.shape[-2:]),
                         original_size=tuple(array.shape[:2]))
+
+    def encode(self, images):
+        """Image encoder on a batch already in SAM's input frame: (B, 3, S, S) normalised with
+        ``pixel_mean`` / ``pixel_std`` (0-255 scale), S = ``image_size`` -> (B, prompt_dim, S/16, S/16).
+
+        For models that preprocess images their own way (FrozenSeg resizes the padded image to S x S);
+        :meth:`embed_image` is SAM's own preprocessing. Gradients are not tracked (SAM is frozen).
+        """
+        size = self.image_size
+        if images.dim() != 4 or tuple(images.shape[-3:]) != (3, size, size):
+            raise ValueError(f'SAM encodes (B, 3, {size}, {size}) inputs, got {tuple(images.shape)}.')
+        with torch.no_grad():
+            return self.model.image_encoder(images)
+
+    def normalize(self, images):
+        """(B, 3, H, W) RGB on the 0-255 scale -> SAM-normalised (``(x - pixel_mean) / pixel_std``)."""
+        return (images - self.model.pixel_mean) / self.model.pixel_std
 
     # ----------------------------------------------------------------------------------- prompts
     def to_input_frame(self, coords, original_size):
