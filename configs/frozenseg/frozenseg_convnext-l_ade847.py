@@ -23,4 +23,4 @@ test_dataloader = dict(
 val_dataloader = test_dataloader
 test_evaluator = dict(type='OVIoUMetric', convention='detectron2', ignore_index=65535)
 val_evaluator = test_evaluator
-model = dict(vocabulary='ade847', test_cfg=dict(panoptic_on=False, instance_on=False))
+model = dict(vocabulary='fcclip/ade847', test_cfg=dict(panoptic_on=False, instance_on=False))

@@ -16,4 +16,4 @@ test_pipeline = [
 test_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 val_dataloader = test_dataloader
 # person, rider, car, truck, bus, train, motorcycle, bicycle
-model = dict(vocabulary='cityscapes19', thing_classes=[11, 12, 13, 14, 15, 16, 17, 18])
+model = dict(vocabulary='fcclip/cityscapes19', thing_classes=[11, 12, 13, 14, 15, 16, 17, 18])

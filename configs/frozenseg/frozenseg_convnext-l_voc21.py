@@ -15,4 +15,4 @@ test_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 val_dataloader = test_dataloader
 test_evaluator = dict(_delete_=True, type='OVIoUMetric', convention='detectron2')
 val_evaluator = test_evaluator
-model = dict(vocabulary='voc21', test_cfg=dict(panoptic_on=False, instance_on=False))
+model = dict(vocabulary='fcclip/voc21', test_cfg=dict(panoptic_on=False, instance_on=False))

@@ -27,5 +27,5 @@ ade150_things = [
 # the panoptic model (maftp_l_pano.pth, configs/panoptic/eval.yaml): COCO panoptic training vocabulary,
 # CDT residual t + LayerNorm(MLP(attn)), panoptic + semantic inference (instance off), thresholds 0.2 / 0.7
 model = dict(
-    cdt=dict(residual='panoptic'), train_vocabulary='coco_panoptic133', vocabulary='ade150',
+    cdt=dict(residual='panoptic'), train_vocabulary='coco_panoptic133', vocabulary='fcclip/ade150',
     thing_classes=ade150_things, test_cfg=dict(panoptic_on=True, instance_on=False))

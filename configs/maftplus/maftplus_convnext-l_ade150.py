@@ -16,4 +16,4 @@ test_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 val_dataloader = test_dataloader
 test_evaluator = dict(_delete_=True, type='OVIoUMetric', convention='detectron2')
 val_evaluator = test_evaluator
-model = dict(vocabulary='ade150')
+model = dict(vocabulary='fcclip/ade150')

@@ -43,7 +43,7 @@ val_evaluator = test_evaluator
 model = dict(
     teacher=dict(type='OpenCLIPBackbone', model_name='convnext_large_d_320',
                  pretrained='laion2b_s29b_b131k_ft_soup', train_mode=('visual.trunk',)),
-    vocabulary='ade150', train_vocabulary='coco_stuff171')
+    vocabulary='fcclip/ade150', train_vocabulary='coco_stuff171')
 
 max_iters = 55000
 optim_wrapper = dict(
