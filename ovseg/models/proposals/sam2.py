@@ -208,7 +208,7 @@ class SAM2Predictor(PromptPredictor):
         image_pe = self.dense_pe() if image_pe is None else image_pe
         sparse, no_mask = self.model.prompt_encoder(
             input_points=None if points is None else points[None].float(),
-            input_labels=None if labels is None else labels[None],
+            input_labels=None if labels is None else labels[None].long(),
             input_boxes=None if boxes is None else boxes[None].float(), input_masks=None)
         dense = no_mask if dense is None else dense
         features = image.embeddings
