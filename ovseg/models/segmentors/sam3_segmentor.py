@@ -158,7 +158,7 @@ class SAM3Segmentor(PrecisionMixin, BaseSegmentor):
     def text(self):
         """SAM3Text of the vocabulary's prompts, encoded once per vocabulary, device and precision."""
         device = self.sam3.device
-        key = (self.prompts, str(device), self.precision)
+        key = (self.prompts, id(self.sam3), str(device), self.precision)
         if self._text is None or self._text[0] != key:
             with self._autocast(device):
                 self._text = (key, self.sam3.encode_text(self.prompts))
