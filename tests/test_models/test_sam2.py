@@ -65,6 +65,8 @@ def test_registered_frozen_and_checked(sam2):
         build_sam2_config('hiera_x')
     with pytest.raises(ValueError, match='multiple of 32'):
         build_sam2_config('tiny', 250)
+    with pytest.raises(ValueError, match='not both'):
+        SAM2Predictor(pretrained='facebook/sam2.1-hiera-large', arch='tiny')
 
 
 @pytest.mark.parametrize('case', ['points', 'boxes', 'points_and_box', 'shared_mask', 'per_prompt_masks'])

@@ -107,21 +107,27 @@ class SAM2Predictor(PromptPredictor):
         upsample(logits, image)         Sam2ImageProcessor.post_process_masks (bilinear, no binarising)
 
     Args:
-        pretrained (str): Hugging Face id or local folder of a transformers SAM 2 model (safetensors).
-            Default 'facebook/sam2.1-hiera-large'. Ignored when ``arch`` is given.
-        arch (str, optional): build a random-weight model of this size instead ('hiera_t', 'hiera_s',
-            'hiera_b+', 'hiera_l', or 'tiny' for tests): smoke runs, benchmarks, tests.
+        pretrained (str, optional): Hugging Face id (or a key of ``SAM2_MODEL_IDS``) or local folder of a
+            transformers SAM 2 model, read from safetensors, e.g. 'facebook/sam2.1-hiera-large' (the
+            configs'). Default None: random weights of ``arch`` (smoke runs, benchmarks, tests; what
+            ``random_weights`` and full-model checkpoints build before loading their weights).
+        arch (str, optional): size of a random-weight model: 'hiera_t', 'hiera_s', 'hiera_b+', 'hiera_l'
+            (default when ``pretrained`` is None) or 'tiny' (tests). Exclusive with ``pretrained``.
         image_size (int): input side of a random-weight model. Default 1024 (the released models').
         cache_dir (str, optional): Hugging Face cache folder.
     """
 
     square_input = True
 
-    def __init__(self, pretrained='facebook/sam2.1-hiera-large', arch=None, image_size=1024, cache_dir=None):
+    def __init__(self, pretrained=None, arch=None, image_size=1024, cache_dir=None):
         super().__init__()
         require_transformers('SAM 2')
         from transformers import Sam2ImageProcessor, Sam2Model
-        if arch is not None:
+        if pretrained is not None and arch is not None:
+            raise ValueError(f'Give SAM 2 weights (pretrained={pretrained!r}) or a random-weight arch '
+                             f'(arch={arch!r}), not both.')
+        if pretrained is None:
+            arch = arch or 'hiera_l'
             self.model = Sam2Model(build_sam2_config(arch, image_size)).eval().requires_grad_(False)
             side = self.model.config.prompt_encoder_config.image_size
             self.processor = Sam2ImageProcessor(size=dict(height=side, width=side),
@@ -155,6 +161,7 @@ class SAM2Predictor(PromptPredictor):
     def embed_image(self, image):
         """(H, W, 3) uint8 RGB -> SAM2Image (the image encoder runs once per image)."""
         array = np.ascontiguousarray(image.cpu().numpy() if torch.is_tensor(image) else image)
+        array = array if array.flags.writeable else array.copy()  # torch.from_numpy in the processor
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(f'SAM 2 expects an (H, W, 3) uint8 RGB image, got {array.shape} {array.dtype}.')
         pixels = self.processor(images=array, return_tensors='pt')['pixel_values'].to(self.device)

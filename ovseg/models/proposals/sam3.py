@@ -126,18 +126,25 @@ class SAM3TextPrompter(nn.Module):
                                        semantic_seg (P, 1, h, w), pred_boxes (P, Q, 4) xyxy in [0, 1]
 
     Args:
-        pretrained (str): Hugging Face id or local folder of a transformers SAM 3 model (safetensors).
-            Default 'facebook/sam3' (gated). Ignored when ``arch`` is given.
-        arch (str, optional): random-weight model instead: 'sam3' (the released size) or 'tiny' (tests).
+        pretrained (str, optional): Hugging Face id or local folder of a transformers SAM 3 model, read
+            from safetensors, e.g. 'facebook/sam3' (the configs'; gated on the hub). Default None: random
+            weights of ``arch`` (smoke runs, benchmarks, tests; what ``random_weights`` and full-model
+            checkpoints build before loading their weights), with the CLIP BPE tokenizer.
+        arch (str, optional): size of a random-weight model: 'sam3' (the released size; default when
+            ``pretrained`` is None) or 'tiny' (tests). Exclusive with ``pretrained``.
         image_size (int): input side of a random-weight model (a multiple of 14). Default 1008.
         cache_dir (str, optional): Hugging Face cache folder.
     """
 
-    def __init__(self, pretrained=SAM3_MODEL_ID, arch=None, image_size=1008, cache_dir=None):
+    def __init__(self, pretrained=None, arch=None, image_size=1008, cache_dir=None):
         super().__init__()
         require_transformers('SAM 3')
         from transformers import Sam3ImageProcessor, Sam3Model, Sam3Processor
-        if arch is not None:
+        if pretrained is not None and arch is not None:
+            raise ValueError(f'Give SAM 3 weights (pretrained={pretrained!r}) or a random-weight arch '
+                             f'(arch={arch!r}), not both.')
+        if pretrained is None:
+            arch = arch or 'sam3'
             self.model = Sam3Model(build_sam3_config(arch, image_size)).eval().requires_grad_(False)
             side = self.model.config.vision_config.backbone_config.image_size
             mask_side = side // self.model.config.vision_config.backbone_config.patch_size * 4
@@ -162,6 +169,7 @@ class SAM3TextPrompter(nn.Module):
     def embed_image(self, image):
         """(H, W, 3) uint8 RGB -> SAM3Image (the vision encoder runs once per image)."""
         array = np.ascontiguousarray(image.cpu().numpy() if torch.is_tensor(image) else image)
+        array = array if array.flags.writeable else array.copy()  # torch.from_numpy in the processor
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(f'SAM 3 expects an (H, W, 3) uint8 RGB image, got {array.shape} {array.dtype}.')
         pixels = self.processor(images=array, return_tensors='pt')['pixel_values'].to(self.device)

@@ -93,7 +93,7 @@ class SAM3Segmentor(PrecisionMixin, BaseSegmentor):
             display name only).
         background (dict, optional): ``thresh`` (pixels whose top class score is below it become the
             class ``class_name``, default 'background'), ``names`` (extra prompts of that class, after its
-            display name).
+            display name), ``optional`` (True: vocabularies without that class get no rule).
         prompt_batch (int): prompts per forward through the prompt-conditioned part. Default 16.
         return_instances (bool): attach ``pred_instances`` (masks, labels, scores, bboxes). Default True.
         test_cfg (dict): ``mode='whole'`` (SAM 3 resizes every image to its 1008 x 1008 input).
@@ -135,11 +135,14 @@ class SAM3Segmentor(PrecisionMixin, BaseSegmentor):
         if self.background is not None:
             name = self.background.get('class_name', 'background')
             lowered = [n.lower() for n in vocab.names]
-            if name.lower() not in lowered:
+            if name.lower() not in lowered and self.background.get('optional', False):
+                pass  # no such class in this vocabulary: no rule (background_index stays None)
+            elif name.lower() not in lowered:
                 raise ValueError(f'The background rule needs a class named {name!r} in the vocabulary; '
                                  f'got {vocab.names[:8]}{"..." if len(vocab) > 8 else ""}.')
-            self.background_index = lowered.index(name.lower())
-            if self.background.get('names'):
+            else:
+                self.background_index = lowered.index(name.lower())
+            if self.background_index is not None and self.background.get('names'):
                 synonyms = (vocab.classes[self.background_index][0],) + tuple(self.background['names'])
                 vocab = vocab.with_class_synonyms(self.background_index, synonyms)
         self.vocabulary = vocab
@@ -187,7 +190,7 @@ class SAM3Segmentor(PrecisionMixin, BaseSegmentor):
                     scores[cls] = torch.maximum(scores[cls], prompt_map)
             kept['labels'] = classes[rows][kept.pop('prompt')]
             parts.append(kept)
-        if self.background is not None and self.background.get('thresh') is not None:
+        if self.background_index is not None and self.background.get('thresh') is not None:
             scores = apply_background(scores[None], self.background_index, self.background['thresh'])[0]
         instances = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
         return scores, instances
