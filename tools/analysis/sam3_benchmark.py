@@ -15,7 +15,8 @@ reports the per-image cost for vocabularies of ``--classes`` classes (one prompt
 it. The per-prompt part does not depend on the prompt's words, so the extrapolation is linear; the
 measured prompts are few to keep runs short on a shared CPU. Default weights: random, of the released
 size (``--arch sam3``: ViT 1024-d x 32 blocks at 1008 x 1008, 200 queries); time is what matters here.
-Reported per precision: the fastest of ``--repeats`` runs, peak resident memory of the process (Linux).
+Reported per precision: the fastest of ``--repeats`` runs (wall and CPU seconds; on a shared machine the
+CPU seconds, summed over threads, are the steadier figure), peak resident memory of the process (Linux).
 """
 import argparse
 import json
@@ -34,7 +35,8 @@ def parse_args(argv=None):
     parser.add_argument('--image-size', type=int, default=1008, help="SAM 3's input side. Default 1008")
     parser.add_argument('--size', type=int, default=512, help='long side of the test image. Default 512')
     parser.add_argument('--prompts', type=int, default=8, help='prompts timed. Default 8')
-    parser.add_argument('--prompt-batch', type=int, default=4, help='prompts per forward. Default 4')
+    parser.add_argument('--prompt-batch', type=int, default=4,
+                        help="prompts per forward (SAM3Segmentor's default). Default 4")
     parser.add_argument('--precisions', default='fp32,bf16', help="comma-separated. Default 'fp32,bf16'")
     parser.add_argument('--classes', default='20,150,847', help="vocabulary sizes reported. Default 20,150,847")
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
@@ -120,6 +122,7 @@ def main(argv=None):
     for precision in args.precisions.split(','):
         part = measure(prompter, image, prompts, args, precision)
         part['per_image_s'] = {k: part['image_encoding_s'] + k * part['per_prompt_s'] for k in classes}
+        part['per_image_cpu_s'] = {k: part['image_encoding_cpu_s'] + k * part['per_prompt_cpu_s'] for k in classes}
         part['prompt_share'] = {k: k * part['per_prompt_s'] / part['per_image_s'][k] for k in classes}
         part['vocabulary_text_s'] = {k: k * part['text_per_prompt_s'] for k in classes}
         part['peak_rss_mib'] = _peak_rss_mib()

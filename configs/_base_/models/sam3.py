@@ -15,7 +15,7 @@ model = dict(
     use_instances=True, use_semantic=True, use_presence=True,
     # one prompt per class: the vocabulary's first name (mmseg's class name); 'all' prompts every synonym
     synonyms='first',
-    prompt_batch=16,
+    prompt_batch=4,  # prompts per forward: ~0.6 GB of activations each in fp32 on a CPU; raise it on a GPU
     return_instances=True,
     test_cfg=dict(mode='whole'),
     precision='fp32')

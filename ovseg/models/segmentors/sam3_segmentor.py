@@ -94,7 +94,8 @@ class SAM3Segmentor(PrecisionMixin, BaseSegmentor):
         background (dict, optional): ``thresh`` (pixels whose top class score is below it become the
             class ``class_name``, default 'background'), ``names`` (extra prompts of that class, after its
             display name), ``optional`` (True: vocabularies without that class get no rule).
-        prompt_batch (int): prompts per forward through the prompt-conditioned part. Default 16.
+        prompt_batch (int): prompts per forward through the prompt-conditioned part. Default 4 (about
+            0.6 GB of activations per prompt at 1008 x 1008 in float32; raise it on a GPU).
         return_instances (bool): attach ``pred_instances`` (masks, labels, scores, bboxes). Default True.
         test_cfg (dict): ``mode='whole'`` (SAM 3 resizes every image to its 1008 x 1008 input).
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for SAM 3; the rule runs in float32.
@@ -103,7 +104,7 @@ class SAM3Segmentor(PrecisionMixin, BaseSegmentor):
 
     def __init__(self, sam3=dict(type='SAM3TextPrompter'), vocabulary='voc20', confidence_threshold=0.5,
                  use_instances=True, use_semantic=True, use_presence=True, synonyms='all', background=None,
-                 prompt_batch=16, return_instances=True, test_cfg=dict(mode='whole'), precision='fp32',
+                 prompt_batch=4, return_instances=True, test_cfg=dict(mode='whole'), precision='fp32',
                  data_preprocessor=None, init_cfg=None):
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
