@@ -45,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument('--sam2-model', default='facebook/sam2.1-hiera-large',
                         help='SAM 2 Hugging Face id or local folder (click/box mode with --sam-backend sam2, '
                              'and the sam2-refined preset)')
-    parser.add_argument('--sam2-arch', default='hiera_l', choices=['hiera_t', 'hiera_s', 'hiera_b+', 'hiera_l', 'tiny'],
+    parser.add_argument('--sam2-arch', default='hiera_l',
+                        choices=['hiera_t', 'hiera_s', 'hiera_b+', 'hiera_l', 'tiny'],
                         help="SAM 2 size with --random-weights (default hiera_l; 'tiny' is for tests)")
     parser.add_argument('--anomaly-config', default=str(DEFAULT_ANOMALY_CONFIG),
                         help="single-image anomaly config (WinCLIP); 'none' hides the mode")

@@ -5,7 +5,7 @@ A model is named on the command line (never from the page) by a preset key or a 
     --model maskclip                       configs/maskclip/maskclip_vit-b16_ade150.py
     --model clip-dinoiser CKPT             needs the converted CLIP-DINOiser checkpoint
     --model sam-refined                    MaskCLIP + SAM refinement (SAM weights: --sam-checkpoint)
-    --model sam2-refined                   MaskCLIP + SAM 2 refinement (weights: --sam2-model, hub id or folder)
+    --model sam2-refined                   MaskCLIP + SAM 2 refinement (weights: --sam2-model)
     --model sam3                           SAM 3 text prompts (configs/sam3/sam3_ade150.py: facebook/sam3)
     --model fcclip CKPT                    needs the converted FC-CLIP checkpoint
     --model path/to/config.py [CKPT]       any ovseg segmentor config
@@ -34,7 +34,7 @@ class Preset:
         needs_checkpoint (bool): trained weights beyond CLIP's are required (unless random weights).
         hint (str): how to get those weights.
         needs_sam (bool): SAM weights (``--sam-checkpoint``) are required (unless random weights).
-        sam2 (bool): the refiner's SAM is SAM 2, whose weights come from ``--sam2-model`` (a hub id or folder).
+        sam2 (bool): the refiner's SAM is SAM 2, with weights from ``--sam2-model`` (hub id or folder).
         cfg_options (tuple): (dotted key, value) config overrides.
     """
 

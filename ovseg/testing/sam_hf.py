@@ -34,6 +34,7 @@ def tiny_sam3_cfg(vocabulary=('cat', 'dog', 'grass'), **overrides):
     """Config of a ``SAM3Segmentor`` over the tiny random SAM 3 (RGB preprocessor, no normalisation)."""
     cfg = dict(type='SAM3Segmentor', vocabulary=list(vocabulary),
                sam3=dict(type='SAM3TextPrompter', arch='tiny', image_size=TINY_SAM3_SIZE),
-               data_preprocessor=dict(type='SegDataPreProcessor', bgr_to_rgb=True, pad_val=0, seg_pad_val=255))
+               data_preprocessor=dict(type='SegDataPreProcessor', bgr_to_rgb=True, pad_val=0,
+                                      seg_pad_val=255))
     cfg.update(overrides)
     return cfg

@@ -77,7 +77,8 @@ def test_prompts_equal_transformers(sam2, processor, image, state, case):
     masks = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(3))
     if case == 'points':
         ours = sam2.predict(state, points, labels)
-        expected = reference(sam2, processor, image, input_points=[points.tolist()], input_labels=[labels.tolist()])
+        expected = reference(sam2, processor, image, input_points=[points.tolist()],
+                             input_labels=[labels.tolist()])
     elif case == 'boxes':  # single-mask output: SAM 2 falls back to the best multimask output when unstable
         ours = sam2.predict(state, boxes=boxes, multimask_output=False)
         expected = reference(sam2, processor, image, multimask=False, input_boxes=[boxes.tolist()])
@@ -91,8 +92,9 @@ def test_prompts_equal_transformers(sam2, processor, image, state, case):
                              input_labels=[labels.tolist()])
     else:  # one mask prompt per prompt: each is its own decoder batch in transformers too
         ours = sam2.predict(state, points, labels, mask_input=masks)
-        rows = [reference(sam2, processor, image, input_masks=masks[i:i + 1], input_points=[points[i:i + 1].tolist()],
-                          input_labels=[labels[i:i + 1].tolist()]) for i in range(2)]
+        rows = [reference(sam2, processor, image, input_masks=masks[i:i + 1],
+                          input_points=[points[i:i + 1].tolist()], input_labels=[labels[i:i + 1].tolist()])
+                for i in range(2)]
         expected = type(rows[0])(pred_masks=torch.cat([r.pred_masks for r in rows], dim=1),
                                  iou_scores=torch.cat([r.iou_scores for r in rows], dim=1))
     check_masks(ours, expected)
@@ -129,14 +131,15 @@ def transformers_generator(sam2, processor, image, points_per_side, points_per_b
         logits = masks.flatten(0, 1)
         inter = (logits > 1.0).sum(dim=(1, 2)).float()
         candidates['stability'].append(inter / (logits > -1.0).sum(dim=(1, 2)).float())
-        rles, scores, boxes = ip.filter_masks(masks, out.iou_scores[0], (height, width), [0, 0, width, height],
-                                              iou, stability, 0.0, 1.0)
+        rles, scores, boxes = ip.filter_masks(masks, out.iou_scores[0], (height, width),
+                                              [0, 0, width, height], iou, stability, 0.0, 1.0)
         for part, value in zip(kept, (rles, scores, boxes)):
             part.append(value)
     rles = [r for part in kept[0] for r in part]
     if not rles:
         return [], torch.zeros(0), torch.zeros(0, 4), candidates
-    masks, scores, _, boxes = ip.post_process_for_mask_generation(rles, torch.cat(kept[1]), torch.cat(kept[2]), nms)
+    masks, scores, _, boxes = ip.post_process_for_mask_generation(rles, torch.cat(kept[1]),
+                                                                  torch.cat(kept[2]), nms)
     return masks, scores, boxes, candidates
 
 
@@ -147,7 +150,8 @@ def transformers_generator(sam2, processor, image, points_per_side, points_per_b
     (0.88, 0.95, 0.7),  # the defaults keep nothing from random weights: the empty case
 ])
 def test_automatic_proposals_equal_transformers_generation(sam2, processor, image, iou, stability, nms):
-    masks, scores, boxes, candidates = transformers_generator(sam2, processor, image, 6, 16, iou, stability, nms)
+    masks, scores, boxes, candidates = transformers_generator(sam2, processor, image, 6, 16, iou, stability,
+                                                              nms)
     proposals = SAMAutomaticProposals(sam=sam2, points_per_side=6, points_per_batch=16, pred_iou_thresh=iou,
                                       stability_score_thresh=stability, box_nms_thresh=nms)(image)
     # No candidate score at its threshold: transformers keeps stability > t, ovseg (like segment-anything
@@ -188,12 +192,15 @@ def test_refinement_decodes_regions_as_transformers(sam2, image):
     assert_close(prompts.points[:, 0], expected_points, width=2, name='points in the square frame')
     for r in range(len(prompts.boxes)):
         with torch.no_grad():
-            out = sam2.model(image_embeddings=result.sam_image.embeddings, input_points=prompts.points[r][None, None],
+            out = sam2.model(image_embeddings=result.sam_image.embeddings,
+                             input_points=prompts.points[r][None, None],
                              input_labels=prompts.point_labels[r][None, None].long(),
                              input_boxes=prompts.boxes[r][None, None],
-                             input_masks=prompts.mask_inputs[prompts.mask_index[r]][None], multimask_output=False)
+                             input_masks=prompts.mask_inputs[prompts.mask_index[r]][None],
+                             multimask_output=False)
         assert_close(result.low_res_logits[r], out.pred_masks[0, 0], depth=DEPTH, width=WIDTH, name='logits')
-        assert_close(result.iou[r:r + 1], out.iou_scores[0, 0], depth=DEPTH, width=WIDTH, scale=1.0, name='iou')
+        assert_close(result.iou[r:r + 1], out.iou_scores[0, 0], depth=DEPTH, width=WIDTH, scale=1.0,
+                     name='iou')
     merged = refiner.merge(result, probs, iou_thresh=0.0)
     assert merged.changed and merged.pred.shape == (48, 80)
     with pytest.raises(ValueError, match="mask_prompt_layout='batched'"):

@@ -98,7 +98,8 @@ def test_batched_prompts_equal_transformers(prompter, image, expected):
     ours = prompter.predict(encoded, prompter.encode_text(PROMPTS))
     for name, scale in (('pred_masks', None), ('pred_logits', None), ('presence_logits', None),
                         ('semantic_seg', None), ('pred_boxes', 1.0)):
-        assert_close(getattr(ours, name), stacked(expected, name), depth=DEPTH, width=WIDTH, scale=scale, name=name)
+        assert_close(getattr(ours, name), stacked(expected, name), depth=DEPTH, width=WIDTH, scale=scale,
+                     name=name)
 
 
 @pytest.mark.parametrize('threshold', [0.2, 0.5])  # 0.5 (the default) keeps no query of random weights
@@ -112,15 +113,16 @@ def test_fusion_rule_equals_segearth_reference(prompter, image, expected, thresh
     tol = tolerance_for(ref, DEPTH, WIDTH, scale=1.0)
     assert_equal_away_from_ties(scores.argmax(0), ref.argmax(0), top2_margin(ref), tol, name='prediction')
     # kept queries: SAM 3's own post-processing picks the same ones with the same scores and boxes
-    post = [prompter.processor.post_process_instance_segmentation(o, threshold=threshold, target_sizes=[(48, 80)])[0]
-            for o in expected]
-    all_scores = torch.cat([(o.pred_logits.sigmoid() * o.presence_logits.sigmoid()).flatten() for o in expected])
+    post_process = prompter.processor.post_process_instance_segmentation
+    post = [post_process(o, threshold=threshold, target_sizes=[(48, 80)])[0] for o in expected]
+    all_scores = torch.cat([(o.pred_logits.sigmoid() * o.presence_logits.sigmoid()).flatten()
+                            for o in expected])
     assert threshold_margin(all_scores, threshold).min() > tol  # no query at the threshold
     assert len(instances['scores']) == sum(len(p['scores']) for p in post)
     if threshold < 0.5:
         assert len(instances['scores']) > 0
-    assert_close(instances['scores'], torch.cat([p['scores'] for p in post]), depth=DEPTH, width=WIDTH, scale=1.0,
-                 name='instance scores')
+    assert_close(instances['scores'], torch.cat([p['scores'] for p in post]), depth=DEPTH, width=WIDTH,
+                 scale=1.0, name='instance scores')
     assert_close(instances['boxes'] * torch.tensor([80, 48, 80, 48]), torch.cat([p['boxes'] for p in post]),
                  depth=DEPTH, width=WIDTH, scale=80.0, name='boxes')
     labels = [PROMPT_CLASS[i] for i, p in enumerate(post) for _ in range(len(p['scores']))]
@@ -146,8 +148,11 @@ def test_rule_switches_synonyms_and_background(prompter, image, expected):
 def test_image_encoded_once_text_once_per_vocabulary(prompter, image):
     seg = SAM3Segmentor(sam3=prompter, vocabulary=VOCABULARY, prompt_batch=1)
     calls = dict(vision=0, text=0)
-    hooks = [prompter.model.vision_encoder.register_forward_hook(lambda *a: calls.__setitem__('vision', calls['vision'] + 1)),
-             prompter.model.text_encoder.register_forward_hook(lambda *a: calls.__setitem__('text', calls['text'] + 1))]
+    def counter(key):
+        return lambda *args: calls.__setitem__(key, calls[key] + 1)
+
+    hooks = [prompter.model.vision_encoder.register_forward_hook(counter('vision')),
+             prompter.model.text_encoder.register_forward_hook(counter('text'))]
     try:
         seg.segment_image(image)
         seg.segment_image(image[:, ::-1].copy())
@@ -173,7 +178,8 @@ def test_predict_packs_semantic_and_instances(prompter, image):
     inst = result.pred_instances
     assert inst.masks.shape == (len(instances['scores']), 96, 160) and inst.masks.dtype == torch.bool
     assert torch.equal(inst.labels, instances['labels'])
-    assert_close(inst.bboxes, instances['boxes'] * torch.tensor([160, 96, 160, 96]), scale=160.0, name='bboxes')
+    assert_close(inst.bboxes, instances['boxes'] * torch.tensor([160, 96, 160, 96]), scale=160.0,
+                 name='bboxes')
 
 
 def test_bf16_runs_sam3_and_keeps_the_rule_in_float32(prompter, image):

@@ -16,8 +16,8 @@ SAM3_CONFIGS = sorted((REPO / 'configs' / 'sam3').glob('*.py'))
 DATASETS = ('voc21', 'pc60', 'coco_object81', 'voc20', 'pc59', 'coco_stuff171', 'cityscapes19', 'ade150')
 # SegEarth-OV3 settings per dataset (confidence threshold, background threshold): configs/sam3/README.md
 SAM3_SETTINGS = dict(voc21=(0.5, 0.4), pc60=(0.3, 0.1), coco_object81=(0.5, 0.4), voc20=(0.2, None),
-                     pc59=(0.3, None), coco_stuff171=(0.2, None), cityscapes19=(0.3, None), ade150=(0.3, None),
-                     ade847=(0.5, None))
+                     pc59=(0.3, None), coco_stuff171=(0.2, None), cityscapes19=(0.3, None),
+                     ade150=(0.3, None), ade847=(0.5, None))
 
 
 def _segment_anything_twin(path):
@@ -28,7 +28,8 @@ def _segment_anything_twin(path):
 def test_every_benchmark_has_the_sam2_configs_and_readmes_list_them():
     names = {p.name for p in SAM2_CONFIGS}
     for ds in DATASETS:
-        assert {f'maskclip_vit-b16_samrefine-sam2-hiera-l_{ds}.py', f'clip-dinoiser_vit-b16_samrefine-sam2-hiera-l_{ds}.py',
+        assert {f'maskclip_vit-b16_samrefine-sam2-hiera-l_{ds}.py',
+                f'clip-dinoiser_vit-b16_samrefine-sam2-hiera-l_{ds}.py',
                 f'samproposals-sam2-hiera-l_maskclip_vit-b16_{ds}.py',
                 f'samproposals-sam2-hiera-l_clip-dinoiser_vit-b16_{ds}.py'} <= names
     assert {p.stem for p in SAM3_CONFIGS} == {f'sam3_{ds}' for ds in SAM3_SETTINGS}
@@ -49,7 +50,8 @@ def test_sam2_configs_keep_the_segment_anything_settings(path):
     assert sam == dict(type='SAM2Predictor', pretrained='facebook/sam2.1-hiera-large')
     assert twin_sam['type'] == 'SAMPredictor'
     if key == 'sam_refiner':
-        assert (ours[key].pop('mask_prompt_layout'), twin[key].pop('mask_prompt_layout')) == ('batched', 'trident')
+        layouts = (ours[key].pop('mask_prompt_layout'), twin[key].pop('mask_prompt_layout'))
+        assert layouts == ('batched', 'trident')
     assert ours == twin
 
 
@@ -73,11 +75,13 @@ def test_sam3_config_settings(path):
 
 
 def test_sam2_and_sam3_configs_build_and_predict_with_tiny_models():
-    cfg = Config.fromfile(str(REPO / 'configs/sam2_clip/samproposals-sam2-hiera-l_maskclip_vit-b16_voc21.py')).model
+    path = REPO / 'configs/sam2_clip/samproposals-sam2-hiera-l_maskclip_vit-b16_voc21.py'
+    cfg = Config.fromfile(str(path)).model
     cfg.backbone = dict(type='OpenCLIPBackbone', arch=tiny_clip_arch('vit'))
     cfg.text_classifier.update(cache_dir=None, templates='single')
     cfg.test_cfg = dict(mode='whole')
-    cfg.proposals.update(sam=dict(type='SAM2Predictor', arch='tiny', image_size=TINY_SAM2_SIZE), points_per_side=4)
+    cfg.proposals.sam = dict(type='SAM2Predictor', arch='tiny', image_size=TINY_SAM2_SIZE)
+    cfg.proposals.points_per_side = 4
     out = MODELS.build(cfg).eval().predict(torch.rand(1, 3, 64, 80) * 255)[0]
     assert out.seg_logits.data.shape == (21, 64, 80)
     cfg = Config.fromfile(str(REPO / 'configs/sam3/sam3_ade150.py')).model

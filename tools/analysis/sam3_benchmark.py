@@ -38,9 +38,11 @@ def parse_args(argv=None):
     parser.add_argument('--prompt-batch', type=int, default=4,
                         help="prompts per forward (SAM3Segmentor's default). Default 4")
     parser.add_argument('--precisions', default='fp32,bf16', help="comma-separated. Default 'fp32,bf16'")
-    parser.add_argument('--classes', default='20,150,847', help="vocabulary sizes reported. Default 20,150,847")
+    parser.add_argument('--classes', default='20,150,847',
+                        help='vocabulary sizes reported. Default 20,150,847')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
-    parser.add_argument('--repeats', type=int, default=1, help='runs per part; the fastest is kept. Default 1')
+    parser.add_argument('--repeats', type=int, default=1,
+                        help='runs per part; the fastest is kept. Default 1')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', help='write the results to this JSON file')
     return parser.parse_args(argv)
@@ -122,7 +124,8 @@ def main(argv=None):
     for precision in args.precisions.split(','):
         part = measure(prompter, image, prompts, args, precision)
         part['per_image_s'] = {k: part['image_encoding_s'] + k * part['per_prompt_s'] for k in classes}
-        part['per_image_cpu_s'] = {k: part['image_encoding_cpu_s'] + k * part['per_prompt_cpu_s'] for k in classes}
+        part['per_image_cpu_s'] = {k: part['image_encoding_cpu_s'] + k * part['per_prompt_cpu_s']
+                                   for k in classes}
         part['prompt_share'] = {k: k * part['per_prompt_s'] / part['per_image_s'][k] for k in classes}
         part['vocabulary_text_s'] = {k: k * part['text_per_prompt_s'] for k in classes}
         part['peak_rss_mib'] = _peak_rss_mib()

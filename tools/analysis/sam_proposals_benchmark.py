@@ -12,11 +12,12 @@ The generators run on the same image (``--image``, default scikit-image's astron
 long side is ``--size``) with the same settings, each in its own process so that peak memories do not mix:
 ``stock`` (segment-anything's generator) and ``ovseg`` (``SAMAutomaticProposals``) on the same SAM weights
 (``--checkpoint``, default random weights drawn with ``--seed``), and optionally ``sam2``:
-``SAMAutomaticProposals`` on a SAM 2 backend (random weights of ``--sam2-arch``, or ``--sam2-pretrained``). Reported per
-generator: wall and CPU seconds for the image (embedding included; the fastest of ``--repeats`` runs made
-in ABBA order, so that load drifts on a shared machine hit both alike), seconds of the image encoder
-alone, peak resident memory of the process and its increase during the proposal stage (Linux: the peak
-is reset after the model is built). The masks, predicted IoUs, stability scores and boxes are compared.
+``SAMAutomaticProposals`` on a SAM 2 backend (random weights of ``--sam2-arch``, or ``--sam2-pretrained``).
+Reported per generator: wall and CPU seconds for the image (embedding included; the fastest of
+``--repeats`` runs made in ABBA order, so that load drifts on a shared machine hit all alike), seconds of
+the image encoder alone, peak resident memory of the process and its increase during the proposal stage
+(Linux: the peak is reset after the model is built). The masks, predicted IoUs, stability scores and
+boxes of ``stock`` and ``ovseg`` (one network) are compared.
 """
 import argparse
 import json
@@ -53,7 +54,8 @@ def parse_args(argv=None):
                         help="comma-separated: stock, ovseg, sam2. Default 'stock,ovseg'")
     parser.add_argument('--sam2-arch', default='hiera_b+',
                         help="SAM 2 size for random weights: hiera_t, hiera_s, hiera_b+ (default), hiera_l")
-    parser.add_argument('--sam2-pretrained', help='SAM 2 Hugging Face id or folder (instead of random weights)')
+    parser.add_argument('--sam2-pretrained',
+                        help='SAM 2 Hugging Face id or folder (instead of random weights)')
     parser.add_argument('--run-one', choices=['stock', 'ovseg', 'sam2'], help=argparse.SUPPRESS)
     parser.add_argument('--out', help=argparse.SUPPRESS)
     return parser.parse_args(argv)

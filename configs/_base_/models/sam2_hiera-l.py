@@ -1,7 +1,9 @@
 # SAM 2.1 Hiera-L (Ravi et al. 2024) through transformers' Sam2Model, as the SAM backend of the SAM + CLIP
 # configs in configs/sam2_clip/. Weights: the Hugging Face id below or a local folder written by
-# save_pretrained (safetensors only), e.g. --cfg-options model.sam_refiner.sam.pretrained=/data/sam2.1-hiera-large
-# No `model` key here: leaf configs put these dicts into their model (`_base_.sam2_refiner`, `_base_.sam2_proposals`).
+# save_pretrained (safetensors only), e.g.
+#     --cfg-options model.sam_refiner.sam.pretrained=/data/sam2.1-hiera-large
+# No `model` key here: leaf configs put these dicts into their model (`_base_.sam2_refiner`,
+# `_base_.sam2_proposals`).
 sam2 = dict(type='SAM2Predictor', pretrained='facebook/sam2.1-hiera-large')
 # Trident's refinement settings (as configs/_base_/models/sam_vit-b.py). SAM 2 takes mask prompts in the
 # documented (N, 1, 256, 256) layout only ('trident' reproduces a segment-anything quirk).

@@ -1,9 +1,10 @@
-# SAM 3 (Carion et al. 2025) text prompts through transformers' Sam3Model, fused into per-class score maps by
-# SegEarth-OV3's training-free rule (Li et al. 2025, arXiv:2512.08730; earth-insights/SegEarth-OV-3): for
-# each prompt max(max over queries with score > confidence_threshold of score x sigmoid(mask), sigmoid(semantic
-# head)) x presence score; a class takes the max over its prompts (see ovseg/models/segmentors/sam3_segmentor.py).
-# Weights: the Hugging Face id 'facebook/sam3' (gated: accept the licence on the hub, then `hf auth login`) or a
-# local folder written by save_pretrained, e.g. --cfg-options model.sam3.pretrained=/data/sam3 ; safetensors only.
+# SAM 3 (Carion et al. 2025) text prompts through transformers' Sam3Model, fused into per-class score maps
+# by SegEarth-OV3's training-free rule (Li et al. 2025, arXiv:2512.08730; earth-insights/SegEarth-OV-3):
+# for each prompt max(max over queries with score > confidence_threshold of score x sigmoid(mask),
+# sigmoid(semantic head)) x presence score; a class takes the max over its prompts
+# (ovseg/models/segmentors/sam3_segmentor.py). Weights: the Hugging Face id 'facebook/sam3' (gated: accept
+# the licence on the hub, then `hf auth login`) or a local folder written by save_pretrained, e.g.
+#     --cfg-options model.sam3.pretrained=/data/sam3            (safetensors only)
 # SAM 3 resizes every image to 1008 x 1008 itself: leaf configs feed the original image (no Resize).
 model = dict(
     type='SAM3Segmentor',

@@ -156,7 +156,8 @@ class SAMAutomaticProposals(nn.Module):
                     stability=[iou.new_zeros(0)], boxes=[torch.zeros(0, 4, dtype=torch.long)])
         for chunk_rows, chunk in zip(rows.split(self.upsample_batch), low_res.split(self.upsample_batch)):
             logits = self.sam.upsample(chunk[:, None], sam_image)[:, 0]
-            stability = calculate_stability_score(logits, self.sam.mask_threshold, self.stability_score_offset)
+            stability = calculate_stability_score(logits, self.sam.mask_threshold,
+                                                  self.stability_score_offset)
             keep = stability >= self.stability_score_thresh if self.stability_score_thresh > 0.0 else \
                 torch.ones_like(stability, dtype=torch.bool)
             masks = logits[keep] > self.sam.mask_threshold

@@ -19,7 +19,8 @@ def require_transformers(what):
     try:
         import transformers
     except ImportError as err:
-        raise ImportError(f"{what} runs on Hugging Face transformers (>= 5): pip install 'transformers>=5'.") from err
+        raise ImportError(f"{what} runs on Hugging Face transformers (>= 5): "
+                          f"pip install 'transformers>=5'.") from err
     if int(transformers.__version__.split('.')[0]) < 5:
         raise ImportError(f"{what} needs transformers >= 5 (found {transformers.__version__}): "
                           f"pip install -U 'transformers>=5'.")

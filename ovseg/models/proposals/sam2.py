@@ -30,8 +30,8 @@ SAM2_ARCHS = {
     'hiera_s': dict(backbone=dict(blocks_per_stage=[1, 2, 11, 2], global_attention_blocks=[7, 10, 13]),
                     channels=[768, 384, 192, 96]),
     'hiera_b+': dict(backbone=dict(hidden_size=112, embed_dim_per_stage=[112, 224, 448, 896],
-                                   num_attention_heads_per_stage=[2, 4, 8, 16], blocks_per_stage=[2, 3, 16, 3],
-                                   global_attention_blocks=[12, 16, 20],
+                                   num_attention_heads_per_stage=[2, 4, 8, 16],
+                                   blocks_per_stage=[2, 3, 16, 3], global_attention_blocks=[12, 16, 20],
                                    window_positional_embedding_background_size=[14, 14]),
                      channels=[896, 448, 224, 112]),
     'hiera_l': dict(backbone=dict(hidden_size=144, embed_dim_per_stage=[144, 288, 576, 1152],
@@ -67,8 +67,9 @@ def build_sam2_config(arch='hiera_l', image_size=1024):
     grid = image_size // 4  # stride-4 patch embedding; the neck keeps three levels
     backbone = Sam2HieraDetConfig(image_size=[image_size, image_size], **spec['backbone'])
     fpn = spec.get('fpn', 256)
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=spec['channels'], fpn_hidden_size=fpn,
-                              backbone_feature_sizes=[[grid, grid], [grid // 2, grid // 2], [grid // 4, grid // 4]])
+    levels = [[grid // 2 ** i, grid // 2 ** i] for i in range(3)]
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=spec['channels'],
+                              fpn_hidden_size=fpn, backbone_feature_sizes=levels)
     prompt = Sam2PromptEncoderConfig(hidden_size=fpn, image_size=image_size)
     decoder = Sam2MaskDecoderConfig(**spec.get('decoder', {}))
     return Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
@@ -167,7 +168,8 @@ class SAM2Predictor(PromptPredictor):
         pixels = self.processor(images=array, return_tensors='pt')['pixel_values'].to(self.device)
         embeddings = self.model.get_image_embeddings(pixels)
         side = self.image_size
-        return SAM2Image(embeddings=list(embeddings), input_size=(side, side), original_size=tuple(array.shape[:2]))
+        return SAM2Image(embeddings=list(embeddings), input_size=(side, side),
+                         original_size=tuple(array.shape[:2]))
 
     # ----------------------------------------------------------------------------------- prompts
     def to_input_frame(self, coords, original_size):
@@ -182,8 +184,8 @@ class SAM2Predictor(PromptPredictor):
     def encode_masks(self, masks, shared_unbatched=False):
         """(N, 1, m, m) low-resolution mask logits -> (N, C, g, g) dense prompt embeddings."""
         if shared_unbatched:
-            raise ValueError("Unbatched (1, m, m) mask prompts are a segment-anything quirk that Trident relies "
-                             "on; SAM 2 takes mask prompts as (N, 1, m, m).")
+            raise ValueError('Unbatched (1, m, m) mask prompts are a segment-anything quirk that Trident '
+                             'relies on; SAM 2 takes mask prompts as (N, 1, m, m).')
         if masks.dim() != 4 or masks.shape[1] != 1:
             raise ValueError(f'mask prompts must be (N, 1, h, w), got {tuple(masks.shape)}.')
         if tuple(masks.shape[-2:]) != self.mask_input_size:
@@ -224,8 +226,9 @@ class SAM2Predictor(PromptPredictor):
             features = [f.expand(num, -1, -1, -1) for f in features]
             image_pe, sparse = image_pe.expand(num, -1, -1, -1), sparse.transpose(0, 1)
         logits, iou, _, _ = self.model.mask_decoder(
-            image_embeddings=features[-1], image_positional_embeddings=image_pe, sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense, multimask_output=multimask_output, high_resolution_features=features[:-1])
+            image_embeddings=features[-1], image_positional_embeddings=image_pe,
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask_output,
+            high_resolution_features=features[:-1])
         if dense.shape[0] != 1:
             return SAMMasks(low_res_logits=logits[:, 0], iou=iou[:, 0])
         return SAMMasks(low_res_logits=logits[0], iou=iou[0])
@@ -248,4 +251,5 @@ class SAM2Predictor(PromptPredictor):
 
     def upsample(self, low_res_logits, image):
         """(N, M, 4g, 4g) logits -> (N, M, H, W) logits at the original size (threshold at 0 for masks)."""
-        return self.processor.post_process_masks([low_res_logits], [list(image.original_size)], binarize=False)[0]
+        sizes = [list(image.original_size)]
+        return self.processor.post_process_masks([low_res_logits], sizes, binarize=False)[0]

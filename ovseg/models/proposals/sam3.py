@@ -26,14 +26,16 @@ TEXT_LENGTH = 32  # Sam3Processor pads every prompt to 32 tokens
 SAM3_ARCHS = {
     'sam3': dict(),
     'tiny': dict(
-        vision=dict(backbone=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                  patch_size=14, window_size=4, global_attn_indexes=[1], pretrain_image_size=56),
+        vision=dict(backbone=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, patch_size=14, window_size=4, global_attn_indexes=[1],
+                                  pretrain_image_size=56),
                     fpn_hidden_size=32, scale_factors=[4.0, 2.0, 1.0, 0.5]),
         text=dict(hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=1,
                   num_attention_heads=2, max_position_embeddings=TEXT_LENGTH),
         geometry=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64),
         detr_encoder=dict(hidden_size=32, num_layers=1, num_attention_heads=2, intermediate_size=64),
-        detr_decoder=dict(hidden_size=32, num_layers=1, num_queries=5, num_attention_heads=2, intermediate_size=64),
+        detr_decoder=dict(hidden_size=32, num_layers=1, num_queries=5, num_attention_heads=2,
+                          intermediate_size=64),
         mask_decoder=dict(hidden_size=32, num_upsampling_stages=3, num_attention_heads=2)),
 }
 
@@ -55,7 +57,8 @@ def build_sam3_config(arch='sam3', image_size=1008):
     vision = spec['vision']
     backbone = cfg.Sam3ViTConfig(image_size=image_size, **vision['backbone'])
     return Sam3Config(
-        vision_config=cfg.Sam3VisionConfig(backbone_config=backbone, fpn_hidden_size=vision['fpn_hidden_size'],
+        vision_config=cfg.Sam3VisionConfig(backbone_config=backbone,
+                                           fpn_hidden_size=vision['fpn_hidden_size'],
                                            scale_factors=vision['scale_factors']),
         text_config=dict(vocab_size=49408, **spec['text']),  # the CLIP BPE vocabulary
         geometry_encoder_config=cfg.Sam3GeometryEncoderConfig(**spec['geometry']),
@@ -120,7 +123,7 @@ class SAM3TextPrompter(nn.Module):
     Call graph::
 
         embed_image(rgb uint8)      Sam3ImageProcessor ─ Sam3Model.get_vision_features (once per image)
-        encode_text(prompts)        Sam3Processor tokenizer ─ Sam3Model.get_text_features (once per vocabulary)
+        encode_text(prompts)        Sam3Processor tokenizer ─ Sam3Model.get_text_features (per vocabulary)
         predict(image, text)        Sam3Model on the expanded image encoding: DETR encoder/decoder, heads
                                     -> pred_masks (P, Q, h, w), pred_logits (P, Q), presence_logits (P, 1),
                                        semantic_seg (P, 1, h, w), pred_boxes (P, Q, 4) xyxy in [0, 1]
@@ -205,8 +208,10 @@ class SAM3TextPrompter(nn.Module):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
         num = len(text)
-        vision = Sam3VisionEncoderOutput(
-            fpn_hidden_states=tuple(f.expand(num, -1, -1, -1) for f in image.vision.fpn_hidden_states),
-            fpn_position_encoding=tuple(f.expand(num, -1, -1, -1) for f in image.vision.fpn_position_encoding))
-        return self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=text.features),
-                          attention_mask=text.mask)
+        def expand(maps):
+            return tuple(f.expand(num, -1, -1, -1) for f in maps)
+
+        vision = Sam3VisionEncoderOutput(fpn_hidden_states=expand(image.vision.fpn_hidden_states),
+                                         fpn_position_encoding=expand(image.vision.fpn_position_encoding))
+        text_embeds = BaseModelOutputWithPooling(pooler_output=text.features)
+        return self.model(vision_embeds=vision, text_embeds=text_embeds, attention_mask=text.mask)

@@ -61,7 +61,8 @@ def fuse_prompt_maps(outputs, size, confidence_threshold=0.5, use_instances=True
         for row, weighted in zip(prompt.tolist(), logits.sigmoid() * kept['scores'][:, None, None]):
             maps[row] = torch.maximum(maps[row], weighted)
     if use_semantic:
-        semantic = F.interpolate(outputs.semantic_seg.float(), size=size, mode='bilinear', align_corners=False)
+        semantic = F.interpolate(outputs.semantic_seg.float(), size=size, mode='bilinear',
+                                 align_corners=False)
         maps = torch.maximum(maps, semantic[:, 0].sigmoid())
     if use_presence:
         maps = maps * presence[:, :, None]
