@@ -11,6 +11,11 @@ layer), hence the same masks in the same order, with less work per batch:
 * kept masks are upsampled ``upsample_batch`` at a time and stored bit-packed until NMS (8 pixels a
   byte, no run-length encoding and decoding, no float copies of rejected masks);
 * the dense positional encoding is computed once per image and the image embedding once per image.
+
+The SAM 2 backend (:class:`~ovseg.models.proposals.sam2.SAM2Predictor`) runs the same algorithm with the
+same thresholds; its ``grid_masks`` decodes every point with transformers' mask decoder and drops the
+masks below the IoU threshold before they are upsampled (the same masks as upsampling all of them first,
+as transformers' and SAM 2's own generators do, with less work).
 """
 from dataclasses import dataclass
 
@@ -86,7 +91,9 @@ class SAMAutomaticProposals(nn.Module):
     """SAM masks for every point of a regular grid, filtered and de-duplicated.
 
     Args:
-        sam (dict | nn.Module): ``SAMPredictor`` config or module. Default vit_b without weights.
+        sam (dict | nn.Module): a SAM backend: ``SAMPredictor`` (segment-anything) or ``SAM2Predictor``
+            (SAM 2 through transformers), config or module; the algorithm and thresholds are the same.
+            Default segment-anything vit_b without weights.
         points_per_side (int): grid side; ``points_per_side ** 2`` point prompts. Default 32.
         points_per_batch (int): point prompts per mask-decoder call (3 masks each). Default 64.
         pred_iou_thresh (float): keep masks whose predicted IoU is above it, in [0, 1]; 0 disables the
