@@ -24,10 +24,27 @@ def spread_weights(module, seed=0):
     return module
 
 
+def seeded_build(build, seed=0):
+    """``build()`` with torch's global generator seeded (and restored after): transformers models draw
+    some buffers at construction (e.g. SAM 2's random-Fourier positional matrix), which
+    :func:`spread_weights` does not touch, so the model is the same whatever ran before."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build()
+
+
 def tiny_sam2(seed=0):
-    """A tiny random SAM2Predictor (transformers Sam2Model) with spread weights."""
+    """A tiny random SAM2Predictor (transformers Sam2Model) with spread weights, the same in every run."""
     from ovseg.models.proposals import SAM2Predictor
-    return spread_weights(SAM2Predictor(arch='tiny', image_size=TINY_SAM2_SIZE), seed)
+    build = lambda: SAM2Predictor(arch='tiny', image_size=TINY_SAM2_SIZE)  # noqa: E731
+    return spread_weights(seeded_build(build, seed), seed)
+
+
+def tiny_sam3(seed=0):
+    """A tiny random SAM3TextPrompter (transformers Sam3Model) with spread weights, the same in every run."""
+    from ovseg.models.proposals import SAM3TextPrompter
+    build = lambda: SAM3TextPrompter(arch='tiny', image_size=TINY_SAM3_SIZE)  # noqa: E731
+    return spread_weights(seeded_build(build, seed), seed)
 
 
 def tiny_sam3_cfg(vocabulary=('cat', 'dog', 'grass'), **overrides):

@@ -21,7 +21,7 @@ from ovseg.models.segmentors.sam3_segmentor import fuse_prompt_maps
 from ovseg.registry import MODELS
 from ovseg.testing import (assert_close, assert_equal_away_from_ties, threshold_margin, tolerance_for,
                            top2_margin)
-from ovseg.testing.sam_hf import TINY_SAM3_SIZE, spread_weights, tiny_sam3_cfg
+from ovseg.testing.sam_hf import tiny_sam3, tiny_sam3_cfg
 
 transformers = pytest.importorskip('transformers')
 DEPTH, WIDTH = 8, 1024  # module docstring
@@ -32,7 +32,7 @@ PROMPT_CLASS = [0, 0, 1, 2]
 
 @pytest.fixture(scope='module')
 def prompter():
-    return spread_weights(SAM3TextPrompter(arch='tiny', image_size=TINY_SAM3_SIZE))
+    return tiny_sam3()
 
 
 @pytest.fixture(scope='module')
