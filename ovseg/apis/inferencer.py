@@ -326,8 +326,9 @@ class OVSegInferencer:
             Default False.
         cfg_options (dict, optional): config overrides (dotted keys).
         max_pixels (int, optional): refuse input images with more pixels. Default None.
-        sam (SAMPredictor | dict, optional): SAM for :meth:`prompt` (a module, or a config such as
-            ``dict(type='SAMPredictor', arch='vit_b', checkpoint='sam_vit_b_01ec64.pth')``); built
+        sam (nn.Module | dict, optional): SAM for :meth:`prompt` (a module, or a config such as
+            ``dict(type='SAMPredictor', arch='vit_b', checkpoint='sam_vit_b_01ec64.pth')`` or
+            ``dict(type='SAM2Predictor', pretrained='facebook/sam2.1-hiera-large')``); built
             on first use. Default None: :meth:`prompt` is unavailable until :meth:`set_sam`.
         precision (str, optional): 'fp32', 'bf16' or 'fp16' (CUDA) autocast of the model's
             networks (similarities, softmax and rules stay float32); None keeps the config's.
@@ -470,7 +471,7 @@ class OVSegInferencer:
         return results[0] if single else results
 
     def set_sam(self, sam):
-        """Use ``sam`` (a SAMPredictor or its config) for :meth:`prompt` from now on."""
+        """Use ``sam`` (SAMPredictor, SAM2Predictor or a config) for :meth:`prompt` from now on."""
         self._sam, self._session = sam, None
 
     @torch.no_grad()

@@ -158,7 +158,8 @@ class SAMRefiner(nn.Module):
     ``resolution='input'`` refines at the network input instead (the test-pipeline resize of the image).
 
     Args:
-        sam (dict | nn.Module): ``SAMPredictor`` config or module. Default vit_b without weights.
+        sam (dict | nn.Module): a SAM backend: ``SAMPredictor`` (segment-anything) or ``SAM2Predictor``
+            (SAM 2 through transformers), config or module. Default segment-anything vit_b without weights.
         coarse_thresh (float): class-confidence threshold for regions and mask prompts. Default 0.1.
         minimal_area (int): smallest region, in half-resolution pixels. Default 225.
         mask_coeff (float): scale of the probability mask prompt (``sam_mask_coff``). Default 0.005.
@@ -169,8 +170,8 @@ class SAMRefiner(nn.Module):
             input prediction stays) or 'max_prob' (ovseg's fix: the input prediction where its top
             probability beats the refined one, so the prediction is the argmax of the scores).
         mask_prompt_layout (str): 'trident' (default; one (1, m, m) mask per class given to SAM unbatched,
-            as Trident does, so SAM's LayerNorm2d normalises over mask rows) or 'batched' ((N, 1, m, m),
-            SAM's documented layout).
+            as Trident does, so SAM's LayerNorm2d normalises over mask rows; segment-anything only) or
+            'batched' ((N, 1, m, m), SAM's documented layout; the one SAM 2 takes).
         resolution (str): 'original' (default, Trident) or 'input' (see above).
         image_multiple (int): SAM's image is resized to sides rounded up to a multiple of it (Trident:
             16, its CLIP patch size); 1 leaves it as it is. Default 16.
@@ -181,6 +182,10 @@ class SAMRefiner(nn.Module):
                  mask_prompt_layout='trident', resolution='original', image_multiple=16):
         super().__init__()
         self.sam = MODELS.build(sam) if isinstance(sam, dict) else sam
+        if mask_prompt_layout == 'trident' and not hasattr(self.sam, 'decode_tokens'):
+            raise ValueError(f"mask_prompt_layout='trident' reproduces how segment-anything's prompt encoder "
+                             f"treats Trident's unbatched mask; {type(self.sam).__name__} needs "
+                             f"mask_prompt_layout='batched'.")
         if failed_rule not in FAILED_REGION_RULES:
             raise ValueError(f'failed_rule must be one of {FAILED_REGION_RULES}, got {failed_rule!r}')
         if mask_prompt_layout not in MASK_PROMPT_LAYOUTS:
@@ -208,7 +213,7 @@ class SAMRefiner(nn.Module):
     def build_prompts(self, regions, image_size):
         """CoarseRegions -> RegionPrompts in this SAM's input frame."""
         return build_region_prompts(regions, image_size, self.sam.image_size, self.sam.mask_input_size[0],
-                                    self.coarse_thresh, self.mask_coeff)
+                                    self.coarse_thresh, self.mask_coeff, square=self.sam.square_input)
 
     def _decode_regions(self, sam_image, prompts):
         """All region prompts -> (R,) IoU and (R, 1, m, m) logits.
@@ -222,7 +227,7 @@ class SAMRefiner(nn.Module):
             dense = torch.cat([self.sam.encode_masks(m, shared_unbatched=True) for m in masks])
         else:
             dense = self.sam.encode_masks(masks)
-        image_pe = self.sam.model.prompt_encoder.get_dense_pe()
+        image_pe = self.sam.dense_pe()
         num, side = len(prompts.boxes), self.sam.mask_input_size
         iou, logits = torch.zeros(num, device=device), torch.zeros((num, 1) + side, device=device)
         for group in range(len(prompts.class_order)):
