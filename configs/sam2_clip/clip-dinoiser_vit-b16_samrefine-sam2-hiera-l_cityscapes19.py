@@ -6,6 +6,6 @@ _base_ = [
     '../_base_/datasets/cityscapes19.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='cityscapes19',
+    vocabulary='clip_dinoiser/cityscapes19',
     # Trident's Cityscapes config lowers the coarse threshold to 0.1.
     sam_refiner=dict(_base_.sam2_refiner, coarse_thresh=0.1))

@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/datasets/pc59.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='pc59',
+    vocabulary='clip_dinoiser/pc59',
     sam_refiner=_base_.sam2_refiner)

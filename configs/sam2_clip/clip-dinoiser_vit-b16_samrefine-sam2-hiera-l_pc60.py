@@ -7,5 +7,5 @@ _base_ = [
 ]
 # PC-60: no background rule, as in configs/clip_dinoiser.
 model = dict(
-    vocabulary='pc60', background=None,
+    vocabulary='clip_dinoiser/pc60', background=None,
     sam_refiner=_base_.sam2_refiner)

@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/datasets/voc21.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='voc21',
+    vocabulary='clip_dinoiser/voc21',
     sam_refiner=_base_.sam2_refiner)

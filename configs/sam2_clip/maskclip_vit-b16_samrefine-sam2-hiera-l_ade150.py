@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/datasets/ade150.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='ade150',
+    vocabulary='maskclip/ade150',
     sam_refiner=_base_.sam2_refiner)

@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/datasets/coco_stuff171.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='coco_stuff171',
+    vocabulary='maskclip/coco_stuff171',
     sam_refiner=_base_.sam2_refiner)

@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/datasets/pc60.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='pc60',
+    vocabulary='maskclip/pc60',
     sam_refiner=_base_.sam2_refiner)

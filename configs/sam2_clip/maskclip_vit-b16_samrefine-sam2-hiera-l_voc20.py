@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/datasets/voc20.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    vocabulary='voc20',
+    vocabulary='maskclip/voc20',
     sam_refiner=_base_.sam2_refiner)

@@ -13,5 +13,5 @@ background_stuff = [
     'stair', 'floor', 'hill', 'rail', 'fence',
 ]
 model = dict(
-    vocabulary='voc21', background=dict(names=background_stuff),
+    vocabulary='maskclip/voc21', background=dict(names=background_stuff),
     sam_refiner=_base_.sam2_refiner)

@@ -9,7 +9,8 @@ sam2 = dict(type='SAM2Predictor', pretrained='facebook/sam2.1-hiera-large')
 # documented (N, 1, 256, 256) layout only ('trident' reproduces a segment-anything quirk).
 sam2_refiner = dict(
     type='SAMRefiner', sam=sam2, coarse_thresh=0.2, minimal_area=225, mask_coeff=0.005, iou_thresh=0.8,
-    down_ratio=2, prompt_batch=32, failed_rule='max_prob', mask_prompt_layout='batched')
+    down_ratio=2, prompt_batch=32, failed_rule='reference', mask_prompt_layout='batched',
+    resolution='original', image_multiple=16)
 # The same thresholds as the segment-anything configs (SamAutomaticMaskGenerator's defaults, one crop layer),
 # whatever the backend; SAM 2's own generator defaults to pred_iou_thresh=0.8 instead of 0.88.
 sam2_proposals = dict(
