@@ -1,0 +1,58 @@
+"""Nearest normal-reference search of few-shot anomaly methods, in bounded memory.
+
+WinCLIP+ (anomalib ``visual_association_score``) and AdaptCLIP (``PQAdapter``) score a query embedding by
+its cosine distance to the closest embedding of a memory bank built from k normal reference images,
+wherever that embedding lies (position is ignored). Both compute ``1 - cos`` of L2-normalised vectors and
+take the minimum over the bank (WinCLIP halves it). Here the bank is processed in chunks of columns so
+that the similarity block (and the normalised bank chunk) never exceeds ``chunk_elements`` floats,
+whatever k: peak extra memory is about
+``3 * 4 * chunk_elements`` bytes (the similarity block, ``1 - cos`` and the normalised bank chunk) plus
+the normalised queries. Ties keep the earliest bank index, as ``torch.min`` over the whole bank does.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def nearest_reference(queries, bank, chunk_elements=1 << 24):
+    """Smallest cosine distance ``1 - cos`` of every query vector to a bank, and its bank index.
+
+    Args:
+        queries (Tensor): (B, N, C) query embeddings (any scale; normalised here).
+        bank (Tensor): (M, C) reference embeddings (any scale; normalised chunk by chunk).
+        chunk_elements (int): most similarities held at once (B * N * bank chunk). Default 2**24.
+
+    Returns:
+        tuple[Tensor, Tensor]: (B, N) distances in the queries' dtype and (B, N) int64 indices into the
+        bank (the first index among equal distances).
+
+    Raises:
+        ValueError: an empty bank or mismatched widths.
+    """
+    if bank.dim() != 2 or bank.shape[0] == 0:
+        raise ValueError(f'the reference bank must be a non-empty (M, C) tensor, got {tuple(bank.shape)}')
+    if queries.shape[-1] != bank.shape[-1]:
+        raise ValueError(f'query width {queries.shape[-1]} != reference width {bank.shape[-1]}')
+    b, n, _ = queries.shape
+    q = F.normalize(queries, dim=-1)
+    step = max(1, int(chunk_elements) // max(b * n, queries.shape[-1]))  # bounds sims and bank chunk
+    best = index = None
+    for start in range(0, bank.shape[0], step):
+        ref = F.normalize(bank[start:start + step].to(q.dtype), dim=-1)
+        dist, arg = torch.min(1.0 - q @ ref.t(), dim=-1)
+        if best is None:
+            best, index = dist, arg
+        else:
+            better = dist < best  # strict: an equal distance keeps the earlier index
+            best = torch.where(better, dist, best)
+            index = torch.where(better, arg + start, index)
+    return best, index
+
+
+def bank_bytes(num_references, positions_and_widths, bytes_per_value=4):
+    """Bytes of a memory bank of ``num_references`` images: sum over (positions, width) of each part."""
+    return bytes_per_value * num_references * sum(p * c for p, c in positions_and_widths)
+
+
+def search_bytes(num_queries, query_width, chunk_elements=1 << 24, bytes_per_value=4):
+    """Peak extra bytes of one :func:`nearest_reference` call (see the module docstring)."""
+    return bytes_per_value * (3 * chunk_elements + num_queries * query_width) + 16 * num_queries
