@@ -3,9 +3,11 @@
 # Leaf configs set the input size of their method (test_pipeline) and the metric resolution.
 dataset_type = 'MVTecADDataset'
 data_root = 'data/mvtec_ad'
-# 'category' and 'anomaly_label' reach the model (prompt class names) and AnomalyMetric (per category).
+# 'category' and 'anomaly_label' reach the model (prompt class names) and AnomalyMetric (per category);
+# 'reference_paths' (datasets built with `references=...`) the few-shot models.
 anomaly_meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label')
+                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label',
+                     'reference_paths')
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(240, 240), keep_ratio=False, interpolation='bicubic'),

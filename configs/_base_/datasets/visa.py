@@ -3,7 +3,8 @@
 dataset_type = 'VisADataset'
 data_root = 'data/VisA_20220922'
 anomaly_meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label')
+                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label',
+                     'reference_paths')
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(240, 240), keep_ratio=False, interpolation='bicubic'),

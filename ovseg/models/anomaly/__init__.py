@@ -1,5 +1,6 @@
 """Zero- and few-shot anomaly localisation: state prompts, WinCLIP(+), MuSc and the anomaly segmentors."""
 from .anomaly_segmentor import ZeroShotAnomalySegmentor, pack_anomaly_results
+from .fewshot_segmentor import FewShotAnomalySegmentor
 from .musc import (MuScHead, check_num_images, lnamd, lnamd_layers, memory_bound_bytes, min_images,
                    musc_scores,
                    mutual_scores, rscin, scored_features, vit_block_tokens)
@@ -10,7 +11,7 @@ from .winclip import (WinCLIPHead, anomaly_probability, encode_class_token, harm
 from .nearest_reference import nearest_reference
 from .winclip_fewshot import WinCLIPFewShotHead, patch_embeddings
 
-__all__ = ['AnomalyStatePrompts', 'MuScHead', 'WinCLIPFewShotHead', 'WinCLIPHead', 'anomaly_probability', 'check_num_images',
+__all__ = ['AnomalyStatePrompts', 'FewShotAnomalySegmentor', 'MuScHead', 'WinCLIPFewShotHead', 'WinCLIPHead', 'anomaly_probability', 'check_num_images',
            'encode_class_token', 'harmonic_aggregation', 'lnamd', 'lnamd_layers', 'memory_bound_bytes', 'min_images',
            'musc_scores', 'mutual_scores', 'nearest_reference', 'patch_embeddings', 'rscin', 'scored_features', 'tokens_with_position', 'vit_block_tokens',
            'window_embeddings', 'window_masks', 'ZeroShotAnomalySegmentor', 'pack_anomaly_results']

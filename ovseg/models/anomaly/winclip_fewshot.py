@@ -7,7 +7,10 @@ Reference behaviour (anomalib 2.7.0 ``WinClipModel`` with ``k_shot > 0``: ``setu
    **patch tokens** (the full-image pass after ``ln_post``, 896-d, *not* projected) and their **window
    embeddings** of every scale (projected, 640-d) are kept; the image embedding is discarded.
 2. Association: a query patch token (window embedding) scores ``min over the bank (1 - cos) / 2``, the bank
-   being every reference patch token (every reference window of the same scale) at any position.
+   being every reference patch token (every reference window of the same scale) at any position. The
+   distance is clamped at 0: rounding makes it about -6e-8 where a query equals a reference, and the
+   original's harmonic mean of such opposite-signed tiny scores blows up (a score of exactly 0 gives a
+   patch score of 0, as anomalib's ``nan_to_num(posinf=0)``); elsewhere nothing changes.
 3. Few-shot map: the arithmetic mean of [patch scores on the grid, harmonic aggregation of the window
    scores of each scale] (the zero-shot branch uses a harmonic mean instead).
 4. Combination: map = (zero-shot multi-scale map + few-shot map) / 2, image score = (zero-shot image
@@ -106,12 +109,13 @@ class WinCLIPFewShotHead(WinCLIPHead):
         with float32_region(encoded['image_embeddings']):
             enc = upcast(encoded)
             patch, index = nearest_reference(enc['patch_embeddings'].float(), memory['patch'], self.chunk_elements)
+            patch = patch.clamp(min=0)
             nn_index, window_scores = {'patch': index}, {}
             maps = [(patch / 2).reshape(-1, *grid)]
             for k in self.scales:
                 dist, nn_index[k] = nearest_reference(enc['window_embeddings'][k].float(), memory['windows'][k],
                                                       self.chunk_elements)
-                window_scores[k] = dist / 2
+                window_scores[k] = dist.clamp(min=0) / 2
                 maps.append(harmonic_aggregation(window_scores[k], enc['masks'][k], grid))
             scale_maps = torch.stack(maps, dim=1)
             fs_map = scale_maps.mean(dim=1)
