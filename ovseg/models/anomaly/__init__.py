@@ -5,7 +5,7 @@ from .musc import (MuScHead, check_num_images, lnamd, lnamd_layers, memory_bound
                    musc_scores,
                    mutual_scores, rscin, scored_features, vit_block_tokens)
 from .prompts import AnomalyStatePrompts
-from . import anomalyclip, anovl  # noqa: F401,E402  registers AnoVL and AnomalyCLIP
+from . import adaptclip, anomalyclip, anovl  # noqa: F401,E402  registers AdaptCLIP, AnoVL, AnomalyCLIP
 from .winclip import (WinCLIPHead, anomaly_probability, encode_class_token, harmonic_aggregation,
                       tokens_with_position, window_embeddings, window_masks)
 from .nearest_reference import nearest_reference

@@ -9,6 +9,7 @@ references the head runs zero-shot.
 from collections import OrderedDict
 
 import torch
+from mmseg.models.segmentors.base import BaseSegmentor
 
 from ovseg.models.anomaly.anomaly_segmentor import ZeroShotAnomalySegmentor, pack_anomaly_results
 from ovseg.models.utils.precision import upcast
@@ -38,15 +39,29 @@ class FewShotAnomalySegmentor(ZeroShotAnomalySegmentor):
         **kwargs: :class:`ZeroShotAnomalySegmentor` arguments (class_names, test_cfg, precision, ...).
     """
 
-    def __init__(self, backbone, head, reference_pipeline=None, memory_cache=1, **kwargs):
-        super().__init__(backbone, head, **kwargs)
+    def __init__(self, backbone, head, reference_pipeline=None, memory_cache=1, class_names=None,
+                 default_class_name='object', test_cfg=None, precision='fp32', data_preprocessor=None,
+                 init_cfg=None):
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        BaseSegmentor.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.head = MODELS.build(self.complete_head_cfg(dict(head)))
         if not getattr(self.head, 'uses_references', False):
             raise ValueError(f'{type(self.head).__name__} does not use normal reference images; use '
                              f'ZeroShotAnomalySegmentor')
+        self.name_map = dict(class_names or {})
+        self.default_class_name = default_class_name
+        self.test_cfg = dict(test_cfg or {})
+        self.precision = precision
         self.reference_pipeline = None if reference_pipeline is None else [
             TRANSFORMS.build(t) for t in reference_pipeline]
         self.memory_cache = max(1, int(memory_cache))
         self._memories = OrderedDict()
+
+    def complete_head_cfg(self, head):
+        """The head config to build, once ``self.backbone`` exists (subclasses fill in widths)."""
+        return head
 
     def build_memory(self, reference_inputs):
         """(k, 3, H, W) preprocessed reference images -> the head's memory (under ``precision``)."""

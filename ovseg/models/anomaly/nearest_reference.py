@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 
 
-def nearest_reference(queries, bank, chunk_elements=1 << 24):
+def nearest_reference(queries, bank, chunk_elements=1 << 24, normalized=False):
     """Smallest cosine distance ``1 - cos`` of every query vector to a bank, and its bank index.
 
     Args:
         queries (Tensor): (B, N, C) query embeddings (any scale; normalised here).
         bank (Tensor): (M, C) reference embeddings (any scale; normalised chunk by chunk).
         chunk_elements (int): most similarities held at once (B * N * bank chunk). Default 2**24.
+        normalized (bool): the inputs are L2-normalised already (not normalised again). Default False.
 
     Returns:
         tuple[Tensor, Tensor]: (B, N) distances in the queries' dtype and (B, N) int64 indices into the
@@ -33,11 +34,12 @@ def nearest_reference(queries, bank, chunk_elements=1 << 24):
     if queries.shape[-1] != bank.shape[-1]:
         raise ValueError(f'query width {queries.shape[-1]} != reference width {bank.shape[-1]}')
     b, n, _ = queries.shape
-    q = F.normalize(queries, dim=-1)
+    q = queries if normalized else F.normalize(queries, dim=-1)
     step = max(1, int(chunk_elements) // max(b * n, queries.shape[-1]))  # bounds sims and bank chunk
     best = index = None
     for start in range(0, bank.shape[0], step):
-        ref = F.normalize(bank[start:start + step].to(q.dtype), dim=-1)
+        ref = bank[start:start + step].to(q.dtype)
+        ref = ref if normalized else F.normalize(ref, dim=-1)
         dist, arg = torch.min(1.0 - q @ ref.t(), dim=-1)
         if best is None:
             best, index = dist, arg
