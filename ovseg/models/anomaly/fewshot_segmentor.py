@@ -95,10 +95,16 @@ class FewShotAnomalySegmentor(ZeroShotAnomalySegmentor):
             self._memories.move_to_end(key)
             return self._memories[key]
         memory = self.build_memory(self.load_references(key, device))
-        self._memories[key] = memory
+        self.cache_memory(key, memory)
+        return memory
+
+    def cache_memory(self, paths, memory):
+        """Keep ``memory`` as the memory of the reference set ``paths`` (e.g. built from in-memory images
+        by :meth:`build_memory`): samples whose ``reference_paths`` are ``paths`` then use it."""
+        self._memories[tuple(paths)] = memory
+        self._memories.move_to_end(tuple(paths))
         while len(self._memories) > self.memory_cache:
             self._memories.popitem(last=False)
-        return memory
 
     @staticmethod
     def _reference_groups(data_samples, batch_size):

@@ -5,9 +5,8 @@ its cosine distance to the closest embedding of a memory bank built from k norma
 wherever that embedding lies (position is ignored). Both compute ``1 - cos`` of L2-normalised vectors and
 take the minimum over the bank (WinCLIP halves it). Here the bank is processed in chunks of columns so
 that the similarity block (and the normalised bank chunk) never exceeds ``chunk_elements`` floats,
-whatever k: peak extra memory is about
-``3 * 4 * chunk_elements`` bytes (the similarity block, ``1 - cos`` and the normalised bank chunk) plus
-the normalised queries. Ties keep the earliest bank index, as ``torch.min`` over the whole bank does.
+whatever k: peak extra memory is at most about ``3 * 4 * chunk_elements`` bytes (the similarity block,
+``1 - cos`` and the normalised bank chunk) plus the normalised queries (:func:`search_bytes`). Ties keep the earliest bank index, as ``torch.min`` over the whole bank does.
 """
 import torch
 import torch.nn.functional as F
@@ -38,9 +37,7 @@ def nearest_reference(queries, bank, chunk_elements=1 << 24, normalized=False):
     step = max(1, int(chunk_elements) // max(b * n, queries.shape[-1]))  # bounds sims and bank chunk
     best = index = None
     for start in range(0, bank.shape[0], step):
-        ref = bank[start:start + step].to(q.dtype)
-        ref = ref if normalized else F.normalize(ref, dim=-1)
-        dist, arg = torch.min(1.0 - q @ ref.t(), dim=-1)
+        dist, arg = _chunk_nearest(q, bank[start:start + step], normalized)  # the chunk's temporaries die here
         if best is None:
             best, index = dist, arg
         else:
@@ -50,11 +47,23 @@ def nearest_reference(queries, bank, chunk_elements=1 << 24, normalized=False):
     return best, index
 
 
+def _chunk_nearest(q, chunk, normalized):
+    ref = chunk.to(q.dtype)
+    ref = ref if normalized else F.normalize(ref, dim=-1)
+    return torch.min(1.0 - q @ ref.t(), dim=-1)
+
+
 def bank_bytes(num_references, positions_and_widths, bytes_per_value=4):
     """Bytes of a memory bank of ``num_references`` images: sum over (positions, width) of each part."""
     return bytes_per_value * num_references * sum(p * c for p, c in positions_and_widths)
 
 
-def search_bytes(num_queries, query_width, chunk_elements=1 << 24, bytes_per_value=4):
-    """Peak extra bytes of one :func:`nearest_reference` call (see the module docstring)."""
-    return bytes_per_value * (3 * chunk_elements + num_queries * query_width) + 16 * num_queries
+def search_bytes(num_queries, width, bank_rows, chunk_elements=1 << 24, normalized=False, bytes_per_value=4):
+    """Peak extra bytes of one :func:`nearest_reference` call of ``num_queries`` query rows against
+    ``bank_rows`` bank rows: the normalised bank chunk while its normalisation holds a temporary of the
+    same size, or the chunk with the similarity block and ``1 - cos`` (queries x chunk each); plus the
+    normalised queries and the outputs. With ``normalized`` inputs the chunk is a view (no copy)."""
+    step = min(bank_rows, max(1, int(chunk_elements) // max(num_queries, width)))
+    chunk = 0 if normalized else step * width
+    peak = max(2 * chunk, chunk + 2 * num_queries * step)
+    return bytes_per_value * (peak + (0 if normalized else num_queries * width)) + 16 * num_queries

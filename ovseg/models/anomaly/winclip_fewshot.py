@@ -147,7 +147,10 @@ class WinCLIPFewShotHead(WinCLIPHead):
         return self.score(self.encode_images(backbone, images), self.text_embeddings(backbone, class_names), memory)
 
     def memory_bytes(self, num_references, grid, width, embed_dim, num_queries=1):
-        """Bytes of a memory of ``num_references`` images plus the peak of one bank search.
+        """(bank bytes, scoring bytes): the memory of ``num_references`` images (exact, float32) and an
+        upper estimate of the extra memory of scoring ``num_queries`` images against it (the largest bank
+        search, :func:`search_bytes`, 1 MiB per query for the grid maps and window scores, and 4 MiB for the
+        matrix-product library's packing buffers).
 
         Args:
             num_references (int): k.
@@ -158,6 +161,5 @@ class WinCLIPFewShotHead(WinCLIPHead):
         """
         parts = [(grid[0] * grid[1], width)]
         parts += [(window_masks(grid, k).shape[1], embed_dim) for k in self.scales]
-        widest = max(grid[0] * grid[1], *(p for p, _ in parts[1:]))
-        return (bank_bytes(num_references, parts)
-                + search_bytes(num_queries * widest, width, self.chunk_elements))
+        search = max(search_bytes(num_queries * p, c, num_references * p, self.chunk_elements) for p, c in parts)
+        return bank_bytes(num_references, parts), search + (1 << 20) * num_queries + (4 << 20)

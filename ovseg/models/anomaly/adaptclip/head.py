@@ -277,9 +277,21 @@ class AdaptCLIPHead(nn.Module):
                     loss_focal=sum(probability_focal_loss(m, gt) for m in maps),
                     loss_dice=sum(binary_dice_loss(m[:, 1], gt) + binary_dice_loss(m[:, 0], 1 - gt) for m in maps))
 
-    def memory_bytes(self, num_references, grid, embed_dim, num_queries=1):
-        """Bytes of a memory of ``num_references`` images (every tap) plus the peak of one tap's search."""
+    def memory_bytes(self, num_references, grid, embed_dim, map_size, num_queries=1):
+        """(bank bytes, scoring bytes): the memory of ``num_references`` images (every tap's tokens, exact,
+        float32) and an upper estimate of the extra memory of scoring ``num_queries`` images against it.
+
+        Scoring terms: one tap's normalised bank (k x L x C) and the temporary of its normalisation; the
+        chunked search (:func:`search_bytes`);
+        per query and tap about 12 maps of (C, h, w) (normalised and aligned tokens, fusion, BatchNorm) and
+        the local head's activations (about 4000 x h x w values); per query about 48 maps of ``map_size``
+        (branch, tap and fused maps, the float64 smoothing passes); 4 MiB for the matrix-product library's
+        packing buffers.
+        """
         tokens = grid[0] * grid[1] + 1
-        return (bank_bytes(num_references, [(tokens, embed_dim)] * len(self.features))
-                + 4 * num_references * (tokens - 1) * embed_dim  # one tap's normalised bank
-                + search_bytes(num_queries * (tokens - 1), embed_dim, self.chunk_elements))
+        patches = tokens - 1
+        bank = bank_bytes(num_references, [(tokens, embed_dim)] * len(self.features))
+        per_query = 4 * (12 * embed_dim * patches + 4000 * patches + 48 * map_size[0] * map_size[1])
+        return bank, (8 * num_references * tokens * embed_dim + num_queries * per_query + (4 << 20)
+                      + search_bytes(num_queries * patches, embed_dim, num_references * patches, self.chunk_elements,
+                                     normalized=True))
