@@ -2,7 +2,8 @@
 # recipe (train.py defaults): 518 px, batch 8, 15 epochs, Adam lr 1e-3, betas (0.5, 0.999), constant lr, seed 10;
 # every query is paired with one normal training image of its category drawn at random (the prompt-query
 # adapter's reference). Losses per adapter: cross-entropy + focal + dice + dice, summed. CLIP stays frozen.
-# Evaluate with configs/anomaly/adaptclip_vit-l14-336_mvtec.py (zero-shot) or _1shot_mvtec.py WORK_DIR/epoch_15.pth.
+# Evaluate: tools/test.py configs/anomaly/adaptclip_vit-l14-336_mvtec.py (zero-shot) or
+# adaptclip_vit-l14-336_1shot_mvtec.py (1-shot) with WORK_DIR/epoch_15.pth.
 _base_ = [
     '../_base_/models/adaptclip_vit-l14-336.py', '../_base_/datasets/visa.py',
     '../_base_/default_runtime.py'

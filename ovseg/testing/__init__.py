@@ -7,4 +7,5 @@ from .tools import load_tool
 
 __all__ = ['CLIP_MEAN_255', 'CLIP_STD_255', 'EPS32', 'EPS64', 'assert_close', 'assert_equal_away_from_ties',
            'assert_same_order', 'det_state_dict_for', 'float32_tolerance', 'load_detweights', 'load_tool',
-           'parity_dir', 'threshold_margin', 'tiny_anomaly_cfg', 'tiny_clip_arch', 'tiny_maskclip_cfg', 'tolerance_for', 'top2_margin']
+           'parity_dir', 'threshold_margin', 'tiny_anomaly_cfg', 'tiny_clip_arch', 'tiny_maskclip_cfg',
+           'tolerance_for', 'top2_margin']

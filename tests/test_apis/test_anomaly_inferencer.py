@@ -47,7 +47,8 @@ def test_references_equal_the_dataset_protocol(fewshot, mvtec):
     info = next(i for i in map(dataset.get_data_info, range(len(dataset))) if i['anomaly_label'])
     api = fewshot(info['img_path'], 'brick', references=list(info['reference_paths']))
     model = fewshot.model
-    inputs, samples = fewshot.inputs.collate(model, [fewshot.inputs.prepare(fewshot.inputs.load(info['img_path']))])
+    item = fewshot.inputs.prepare(fewshot.inputs.load(info['img_path']))
+    inputs, samples = fewshot.inputs.collate(model, [item])
     samples[0].set_metainfo(dict(category='brick', reference_paths=info['reference_paths']))
     protocol = model.predict(inputs, samples)[0]
     np.testing.assert_allclose(api['anomaly_map'], protocol.anomaly_map.data[0].numpy(), atol=1e-6)

@@ -50,8 +50,8 @@ def test_mvtec_references_from_train_good(tmp_path):
         assert len(refs) == 2 and all(os.path.dirname(p) == str(tmp_path / info['category'] / 'train' / 'good')
                                       for p in refs)
     by_category = {info['category']: info['reference_paths'] for info in ds.data_list}
-    assert by_category['brick'] == draw_references(sorted(
-        str(tmp_path / 'brick' / 'train' / 'good' / n) for n in os.listdir(tmp_path / 'brick' / 'train' / 'good')), 2, 1)
+    folder = tmp_path / 'brick' / 'train' / 'good'
+    assert by_category['brick'] == draw_references(sorted(str(folder / n) for n in os.listdir(folder)), 2, 1)
     assert 'reference_paths' not in MVTecADDataset(str(tmp_path), pipeline=[]).get_data_info(0)
 
 

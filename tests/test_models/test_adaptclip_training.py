@@ -122,12 +122,14 @@ def test_adaptclip_head_loss_and_scores():
     memory = model.build_memory(refs[:, 0])
     for mem in (None, memory):
         out = head(backbone, images, memory=mem)
-        assert out['anomaly_map'].shape == (2, 64, 64) and ((out['image_scores'] >= 0) & (out['image_scores'] <= 1)).all()
+        assert out['anomaly_map'].shape == (2, 64, 64)
+        assert ((out['image_scores'] >= 0) & (out['image_scores'] <= 1)).all()
     samples = [SegDataSample(metainfo=dict(category='any'), gt_sem_seg=PixelData(data=torch.zeros(1, 64, 64)))]
     with pytest.raises(ValueError, match='references=dict'):
         model.loss(images[:1], samples)
     with pytest.raises(ValueError, match='embed_dim'):
-        MODELS.build(dict(type='AdaptCLIPSegmentor', backbone=dict(type='OpenCLIPBackbone', arch=tiny_clip_arch('vit')),
+        MODELS.build(dict(type='AdaptCLIPSegmentor',
+                          backbone=dict(type='OpenCLIPBackbone', arch=tiny_clip_arch('vit')),
                           head=dict(type='AdaptCLIPHead', embed_dim=64, **HEAD)))
 
 
@@ -138,7 +140,8 @@ def test_adaptclip_checkpoint_converter(tmp_path):
     model = _segmentor()
     head = {k[len('head.'):]: torch.randn_like(v) if v.is_floating_point() else v
             for k, v in model.state_dict().items() if k.startswith('head.')}
-    original = {'textual_learner': {k.split('.', 1)[1]: v for k, v in head.items() if k.startswith('textual_adapter.')},
+    original = {'textual_learner': {k.split('.', 1)[1]: v for k, v in head.items()
+                                    if k.startswith('textual_adapter.')},
                 'visual_learner': {k.split('.', 1)[1].replace('local_adapter', 'local_adater'): v
                                    for k, v in head.items() if k.startswith('visual_adapter.')},
                 'pq_learner': {}}
@@ -161,6 +164,7 @@ def test_adaptclip_checkpoint_converter(tmp_path):
     torch.save(original, tmp_path / 'bad.pth')
     assert converter.main([str(tmp_path / 'bad.pth'), str(tmp_path / 'bad_out.pth')]) == 2
     del original['visual_learner']['extra.weight']
-    original['pq_learner']['local_adapter.1.0.weight'] = torch.ones_like(original['pq_learner']['local_adapter.1.0.weight'])
+    shared = original['pq_learner']
+    shared['local_adapter.1.0.weight'] = torch.ones_like(shared['local_adapter.1.0.weight'])
     with pytest.raises(converter.NotAdaptCLIP, match='not shared'):
         converter.convert(original)

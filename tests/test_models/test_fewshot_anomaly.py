@@ -1,5 +1,4 @@
 """Few-shot anomaly segmentor and WinCLIP+ head on a tiny random ViT and generated MVTec-layout images."""
-import numpy as np
 import pytest
 import torch
 from mmengine.registry import init_default_scope
@@ -28,7 +27,8 @@ def data(tmp_path_factory):
     init_default_scope('mmseg')
     root = tmp_path_factory.mktemp('mvtec_fs')
     make_mvtec_like(str(root), ('brick', 'gravel'), num_good=1, num_defect=1, size=64, num_train=3)
-    refs = {c: tuple(str(root / c / 'train' / 'good' / f'{i:03d}.png') for i in range(2)) for c in ('brick', 'gravel')}
+    refs = {c: tuple(str(root / c / 'train' / 'good' / f'{i:03d}.png') for i in range(2))
+            for c in ('brick', 'gravel')}
     torch.manual_seed(0)
     model = MODELS.build(segmentor_cfg()).eval()
     return dict(root=root, refs=refs, model=model, inputs=torch.randn(3, 3, 64, 64))
@@ -117,6 +117,7 @@ def test_memory_bytes_bank_linear_search_bounded():
     """The bank is linear in k; the scoring estimate is capped by ``chunk_elements``."""
     head = WinCLIPFewShotHead(chunk_elements=1 << 20)
     per_reference = 4 * (225 * 896 + (196 + 169) * 640)
-    (bank1, _), (bank200, search200), (_, search400) = (head.memory_bytes(k, (15, 15), 896, 640) for k in (1, 200, 400))
+    sizes = [head.memory_bytes(k, (15, 15), 896, 640) for k in (1, 200, 400)]
+    (bank1, _), (bank200, search200), (_, search400) = sizes
     assert bank1 == per_reference and bank200 == 200 * per_reference
     assert search200 == search400 <= 4 * 3 * (1 << 20) + 4 * 225 * 896 + 16 * 225 + (5 << 20)

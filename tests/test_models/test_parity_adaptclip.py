@@ -127,10 +127,14 @@ def test_parity_adaptclip_text_and_positions(model, text):
 
 
 def test_parity_adaptclip_memory(model, memory):
+    """The memory banks (normalised patch tokens, class token dropped) at the stored token rows."""
     fx, mem = memory
-    rows = fx['tok_idx']
-    assert_close(torch.stack([t[:, rows] for t in mem['tokens']]), fx['ref_patch_tokens_sub'], **model['vision'],
-                 name='memory tokens')
+    rows = fx['tok_idx'][fx['tok_idx'] > 0]
+    grid = mem['grid'][0] * mem['grid'][1]
+    banks = torch.stack([b.reshape(mem['num_references'], grid, -1)[:, rows - 1] for b in mem['banks']])
+    expected = torch.nn.functional.normalize(torch.from_numpy(fx['ref_patch_tokens_sub'][:, :, fx['tok_idx'] > 0]),
+                                             dim=-1)
+    assert_close(banks, expected, **dict(model['vision'], scale=1.0), name='memory banks')
     assert_close(mem['image_features'], fx['ref_image_features'], **model['vision'], name='memory image features')
 
 
@@ -154,8 +158,8 @@ def test_parity_adaptclip_case(model, text, memory, name):
     vision, adapted, pq = model['vision'], model['adapted'], model['pq']
     probs, logits = dict(pq, scale=1.0), dict(pq, scale=1.0 / head.temperature)
     # tower
-    assert_close(torch.stack([enc['raw_tokens'][f][0, cols] for f in head.features]), fx['vv_tokens_sub'], **vision,
-                 name='V-V tokens')
+    assert_close(torch.stack([enc['raw_tokens'][f][0, cols] for f in head.features]), fx['vv_tokens_sub'],
+                 **vision, name='V-V tokens')
     if 'ori_tokens_sub' in fx.files:
         assert_close(torch.stack([enc['ori_tokens'][f][0, cols] for f in head.features]), fx['ori_tokens_sub'],
                      **vision, name='original-path tokens')

@@ -96,8 +96,9 @@ def test_parity_winclip_fewshot_memory_and_query_embeddings(model, case):
                      name=f'k={k} reference patch tokens')
         for s in model['head'].scales:
             windows = memory['windows'][s].reshape(memory['num_references'], -1, memory['windows'][s].shape[-1])
-            assert_close(windows[:k, fx[f'window_index_scale{s}']], fx[f'k{k}__ref_window_embeddings_scale{s}_sub'],
-                         **vision, name=f'k={k} reference windows, scale {s}')
+            assert_close(windows[:k, fx[f'window_index_scale{s}']],
+                         fx[f'k{k}__ref_window_embeddings_scale{s}_sub'], **vision,
+                         name=f'k={k} reference windows, scale {s}')
     assert_close(enc['image_embeddings'], fx['query_image_embeddings'], **vision, name='query image embeddings')
     assert_close(enc['patch_embeddings'][:, fx['patch_index']], fx['query_patch_embeddings_sub'], **vision,
                  name='query patch tokens')
@@ -141,8 +142,9 @@ def test_parity_winclip_fewshot_full_bank_association(model):
             continue
         found = True
         bank = torch.from_numpy(fx['k1__ref_patch_embeddings'])
-        dist, _ = nearest_reference(torch.from_numpy(fx['query_patch_embeddings']), bank.reshape(-1, bank.shape[-1]),
-                                    chunk_elements=1000)  # many chunks: the chunked search is exact
+        # many chunks of the bank: the chunked search gives the whole-bank minimum
+        dist, _ = nearest_reference(torch.from_numpy(fx['query_patch_embeddings']),
+                                    bank.reshape(-1, bank.shape[-1]), chunk_elements=1000)
         assert_close(dist / 2, fx['k1__fs_patch_scores'], depth=1, width=bank.shape[-1], scale=1.0,
                      name=f'{name} association from the stored banks')
     if not found:

@@ -144,7 +144,8 @@ def _winclip_fewshot_inputs(k, gen, device):
                   windows={s: torch.randn(k * m.shape[1], dim, generator=gen, device=device)
                            for s, m in windows.items()})
     encoded = dict(image_embeddings=torch.randn(1, dim, generator=gen, device=device), masks=windows, grid=grid,
-                   patch_embeddings=torch.randn(1, 225, width, generator=gen, device=device), input_size=(240, 240),
+                   patch_embeddings=torch.randn(1, 225, width, generator=gen, device=device),
+                   input_size=(240, 240),
                    window_embeddings={s: torch.randn(1, m.shape[1], dim, generator=gen, device=device)
                                       for s, m in windows.items()})
     text = torch.randn(2, dim, generator=gen, device=device)
@@ -154,8 +155,8 @@ def _winclip_fewshot_inputs(k, gen, device):
 def _adaptclip_fewshot_inputs(k, gen, device):
     head = AdaptCLIPHead(text_width=768, embed_dim=768).to(device).eval()
     grid, size, dim = (37, 37), (518, 518), 768
-    memory = dict(tokens=[torch.randn(k, 1370, dim, generator=gen, device=device) for _ in head.features],
-                  grid=grid, num_references=k)
+    banks = [head.bank(torch.randn(k, 1370, dim, generator=gen, device=device)) for _ in head.features]
+    memory = dict(banks=banks, grid=grid, num_references=k)
     encoded = dict(tokens=[torch.randn(1, 1370, dim, generator=gen, device=device) for _ in head.features],
                    image_features=torch.randn(1, dim, generator=gen, device=device), grid=grid)
     texts = [torch.randn(2, dim, generator=gen, device=device) for _ in range(2)]

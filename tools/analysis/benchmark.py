@@ -35,7 +35,8 @@ one template (the per-image cost does not depend on them).
 Text embeddings (the vocabulary's, or an anomaly head's prompts) are computed once before the warm-up
 and reported separately (``text_encoding_s``); so is the memory of few-shot anomaly models (``--shots``
 reference images, default the config's ``references.k_shot``, other scikit-image photos of the same size:
-``memory_build_s``), which every timed image is then scored against. ``stages_ms`` is the exclusive ms per image of every stage
+``memory_build_s``), which every timed image is then scored against. ``stages_ms`` is the exclusive ms per
+image of every stage
 of :mod:`ovseg.utils.stage_timer` (top-level child modules, FC-CLIP's in-vocabulary classifier, SAM's
 image encoder, OVSegmentor ``head_rules`` / ``upsample``, the anomaly heads' steps) plus ``other``, the
 remainder: the stages sum to the mean latency.
@@ -285,7 +286,8 @@ def _reference_memory(model, args, batch):
     """Few-shot models: build a memory of ``args.shots`` other photos, let ``batch`` use it; seconds."""
     if not args.shots or not hasattr(model, 'cache_memory'):
         return None
-    extra = random_batch(args.shape, args.device, seed=1, batch=len(batch['inputs']) + args.shots, image=args.image)
+    extra = random_batch(args.shape, args.device, seed=1, batch=len(batch['inputs']) + args.shots,
+                         image=args.image)
     refs = dict(inputs=extra['inputs'][-args.shots:], data_samples=extra['data_samples'][-args.shots:])
     _sync(args.device)
     start = time.perf_counter()

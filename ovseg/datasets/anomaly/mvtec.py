@@ -106,5 +106,6 @@ class MVTecADDataset(BaseSegDataset):
         """Data infos of every test image of the selected categories."""
         infos = [info for category in self._category_list() for info in self._category_infos(category)]
         if self.references is not None:
-            attach_references(infos, lambda c: mvtec_normal_train(self.data_root, c, self.normal_dir), self.references)
+            attach_references(infos, lambda c: mvtec_normal_train(self.data_root, c, self.normal_dir),
+                              self.references)
         return infos

@@ -11,7 +11,8 @@ from .winclip import (WinCLIPHead, anomaly_probability, encode_class_token, harm
 from .nearest_reference import nearest_reference
 from .winclip_fewshot import WinCLIPFewShotHead, patch_embeddings
 
-__all__ = ['AnomalyStatePrompts', 'FewShotAnomalySegmentor', 'MuScHead', 'WinCLIPFewShotHead', 'WinCLIPHead', 'anomaly_probability', 'check_num_images',
-           'encode_class_token', 'harmonic_aggregation', 'lnamd', 'lnamd_layers', 'memory_bound_bytes', 'min_images',
-           'musc_scores', 'mutual_scores', 'nearest_reference', 'patch_embeddings', 'rscin', 'scored_features', 'tokens_with_position', 'vit_block_tokens',
+__all__ = ['AnomalyStatePrompts', 'FewShotAnomalySegmentor', 'MuScHead', 'WinCLIPFewShotHead', 'WinCLIPHead',
+           'anomaly_probability', 'check_num_images', 'encode_class_token', 'harmonic_aggregation', 'lnamd',
+           'lnamd_layers', 'memory_bound_bytes', 'min_images', 'musc_scores', 'mutual_scores', 'nearest_reference',
+           'patch_embeddings', 'rscin', 'scored_features', 'tokens_with_position', 'vit_block_tokens',
            'window_embeddings', 'window_masks', 'ZeroShotAnomalySegmentor', 'pack_anomaly_results']

@@ -6,7 +6,8 @@ wherever that embedding lies (position is ignored). Both compute ``1 - cos`` of 
 take the minimum over the bank (WinCLIP halves it). Here the bank is processed in chunks of columns so
 that the similarity block (and the normalised bank chunk) never exceeds ``chunk_elements`` floats,
 whatever k: peak extra memory is at most about ``3 * 4 * chunk_elements`` bytes (the similarity block,
-``1 - cos`` and the normalised bank chunk) plus the normalised queries (:func:`search_bytes`). Ties keep the earliest bank index, as ``torch.min`` over the whole bank does.
+``1 - cos`` and the normalised bank chunk) plus the normalised queries (:func:`search_bytes`). Ties keep
+the earliest bank index, as ``torch.min`` over the whole bank does.
 """
 import torch
 import torch.nn.functional as F

@@ -144,7 +144,8 @@ class WinCLIPFewShotHead(WinCLIPHead):
     @torch.no_grad()
     def forward(self, backbone, images, class_names, memory=None):
         """Score a batch: (B, 3, H, W) images, B class names and an optional :meth:`build_memory` result."""
-        return self.score(self.encode_images(backbone, images), self.text_embeddings(backbone, class_names), memory)
+        return self.score(self.encode_images(backbone, images), self.text_embeddings(backbone, class_names),
+                          memory)
 
     def memory_bytes(self, num_references, grid, width, embed_dim, num_queries=1):
         """(bank bytes, scoring bytes): the memory of ``num_references`` images (exact, float32) and an

@@ -6,5 +6,5 @@ from .adapters import PromptQueryAdapter, ResMLP, TextualAdapter, VisualAdapter,
 from .head import AdaptCLIPHead, arithmetic_mean, harmonic_mean
 from .segmentor import AdaptCLIPSegmentor
 
-__all__ = ['AdaptCLIPHead', 'AdaptCLIPSegmentor', 'PromptQueryAdapter', 'ResMLP', 'TextualAdapter', 'VisualAdapter',
-           'arithmetic_mean', 'harmonic_mean', 'pq_fusion']
+__all__ = ['AdaptCLIPHead', 'AdaptCLIPSegmentor', 'PromptQueryAdapter', 'ResMLP', 'TextualAdapter',
+           'VisualAdapter', 'arithmetic_mean', 'harmonic_mean', 'pq_fusion']

@@ -133,13 +133,24 @@ class AdaptCLIPHead(nn.Module):
 
     @torch.no_grad()
     def build_memory(self, backbone, reference_images):
-        """k normal images -> ``tokens`` list per tap of (k, 1 + h * w, C) float32, ``grid``, ``num_references``."""
+        """k normal images -> the prompt-query memory (the original's ``build_prompt_memory``).
+
+        Returns:
+            dict: ``banks`` per tap (k * h * w, C) float32 L2-normalised patch tokens (class token dropped,
+            reference-major: the form the prompt-query search uses), ``grid``, ``num_references`` and the
+            references' ``image_features`` (k, C) (kept by the original, unused by the scores).
+        """
         if reference_images.dim() != 4 or len(reference_images) == 0:
             raise ValueError(f'reference images must be a non-empty (k, 3, H, W) batch, got '
                              f'{tuple(reference_images.shape)}')
         enc = upcast(self.encode_images(backbone, reference_images))
-        return dict(tokens=[t.float() for t in enc['tokens']], grid=enc['grid'],
+        return dict(banks=[self.bank(t.float()) for t in enc['tokens']], grid=enc['grid'],
                     num_references=len(reference_images), image_features=enc['image_features'].float())
+
+    @staticmethod
+    def bank(tokens):
+        """(k, 1 + L, C) projected tokens of one tap -> (k * L, C) normalised patch tokens."""
+        return F.normalize(tokens, dim=-1)[:, 1:].reshape(-1, tokens.shape[-1])
 
     # ------------------------------------------------------------------------------- scores
     def _branch(self, image_features, tokens, text, grid, size):
@@ -163,50 +174,48 @@ class AdaptCLIPHead(nn.Module):
         return out
 
     def _nearest(self, query, banks):
-        """Per-query-image bank search: ``banks`` (M, C) shared or a list of B banks."""
+        """Per-query-image bank search: ``banks`` (M, C) shared or a list of B banks (normalised)."""
         if torch.is_tensor(banks):
             return nearest_reference(query, banks, self.chunk_elements, normalized=True)
         pairs = [nearest_reference(query[i:i + 1], bank, self.chunk_elements, normalized=True)
                  for i, bank in enumerate(banks)]
         return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
-    def prompt_query(self, encoded, memory_tokens, size):
+    def prompt_query(self, encoded, banks, size):
         """Prompt-query adapter on every tap.
 
         Args:
             encoded (dict): :meth:`encode_images` output of the queries.
-            memory_tokens (list): per tap (k, 1 + L, C) reference tokens shared by the batch, or per tap a
-                list of B such tensors (training: one reference set per query).
+            banks (list): per tap a (M, C) normalised bank shared by the batch (:meth:`bank`), or a list of B
+                banks (training: one reference set per query).
             size (tuple[int, int]): output map size.
 
         Returns:
-            dict: per-tap lists ``pq_align`` (B, L), ``pq_nn_index`` (B, L), ``pq_fusion`` and ``pq_fusion_bn``
-            (B, C, h, w) before / after the layer's BatchNorm, ``pq_local_logits`` (B, 2, 4h, 4w), ``pq_global_logits`` (B, 2), ``pq_local_maps`` and
-            ``pq_align_maps`` (B, 2 | 1, H, W) upsampled.
+            dict: per-tap lists ``pq_align`` (B, L), ``pq_nn_index`` (B, L), ``pq_fusion`` and
+            ``pq_fusion_bn`` (B, C, h, w) before / after the layer's BatchNorm, ``pq_local_logits``
+            (B, 2, 4h, 4w), ``pq_global_logits`` (B, 2), ``pq_local_maps`` and ``pq_align_maps``
+            (B, 2 | 1, H, W) upsampled.
         """
-        grid = encoded['grid']
         keys = ('pq_align', 'pq_nn_index', 'pq_fusion', 'pq_fusion_bn', 'pq_local_logits', 'pq_global_logits',
                 'pq_local_maps', 'pq_align_maps')
         out = {k: [] for k in keys}
-        for layer, tokens in enumerate(encoded['tokens']):
-            query = F.normalize(tokens, dim=-1)[:, 1:]
-            refs = memory_tokens[layer]
-            banks = (F.normalize(refs, dim=-1)[:, 1:].reshape(-1, query.shape[-1]) if torch.is_tensor(refs)
-                     else [F.normalize(r, dim=-1)[:, 1:].reshape(-1, query.shape[-1]) for r in refs])
-            align, index = self._nearest(query, banks)
-            aligned = (banks[index] if torch.is_tensor(banks)
-                       else torch.stack([bank[i] for bank, i in zip(banks, index)]))
-            fusion = pq_fusion(query, aligned, self.pq_context).transpose(1, 2).reshape(
-                query.shape[0], -1, grid[0], grid[1])
-            local, image_logits, fusion_bn = self.pq_adapter(fusion, layer, self.pq_topk)
-            align_map = align.reshape(-1, 1, grid[0], grid[1])
-            for key, value in zip(keys, (align, index, fusion, fusion_bn, local, image_logits,
-                                         F.interpolate(local.softmax(dim=1), size=tuple(size), mode='bilinear',
-                                                       align_corners=False),
-                                         F.interpolate(align_map, size=tuple(size), mode='bilinear',
-                                                       align_corners=False))):
+        for layer, tokens in enumerate(encoded['tokens']):  # one tap at a time: its bank copies die per tap
+            for key, value in zip(keys, self._prompt_query_tap(layer, tokens, banks[layer], encoded['grid'],
+                                                               size)):
                 out[key].append(value)
         return out
+
+    def _prompt_query_tap(self, layer, tokens, banks, grid, size):
+        query = F.normalize(tokens, dim=-1)[:, 1:]
+        align, index = self._nearest(query, banks)
+        aligned = banks[index] if torch.is_tensor(banks) else torch.stack([b[i] for b, i in zip(banks, index)])
+        fusion = pq_fusion(query, aligned, self.pq_context).transpose(1, 2).reshape(
+            query.shape[0], -1, grid[0], grid[1])
+        local, image_logits, fusion_bn = self.pq_adapter(fusion, layer, self.pq_topk)
+        local_map = F.interpolate(local.softmax(dim=1), size=tuple(size), mode='bilinear', align_corners=False)
+        align_map = F.interpolate(align.reshape(-1, 1, grid[0], grid[1]), size=tuple(size), mode='bilinear',
+                                  align_corners=False)
+        return align, index, fusion, fusion_bn, local, image_logits, local_map, align_map
 
     def score(self, encoded, static_text, learned_text, size, memory=None):
         """Zero-shot (``memory`` None) or few-shot maps and scores (float32, no autocast).
@@ -229,7 +238,7 @@ class AdaptCLIPHead(nn.Module):
                 if tuple(memory['grid']) != tuple(encoded['grid']):
                     raise ValueError(f'the reference memory was built on a {memory["grid"]} patch grid but the '
                                      f'queries have {encoded["grid"]}: use one input size for both')
-                out.update(self.prompt_query(encoded, memory['tokens'], size))
+                out.update(self.prompt_query(encoded, memory['banks'], size))
                 out['pq_map'] = torch.stack([m[:, 1] for m in out['pq_local_maps']], dim=1).mean(dim=1)
                 out['align_map'] = harmonic_mean(out['pq_align_maps'])[:, 0]
                 out['pq_image_score'] = torch.stack([g.softmax(dim=-1) for g in out['pq_global_logits']],
@@ -246,8 +255,8 @@ class AdaptCLIPHead(nn.Module):
     @torch.no_grad()
     def forward(self, backbone, images, class_names=None, memory=None):
         """Score a batch (class names unused): ``anomaly_map`` (B, H, W), ``image_scores`` (B,), intermediates."""
-        return self.score(self.encode_images(backbone, images), self.static_text(backbone), self.learned_text(backbone),
-                          images.shape[-2:], memory)
+        return self.score(self.encode_images(backbone, images), self.static_text(backbone),
+                          self.learned_text(backbone), images.shape[-2:], memory)
 
     # ------------------------------------------------------------------------------- training
     def loss(self, backbone, images, references, gt, labels):
@@ -267,10 +276,10 @@ class AdaptCLIPHead(nn.Module):
         b, s = references.shape[:2]
         encoded = self.encode_images(backbone, images)
         refs = self.encode_images(backbone, references.flatten(0, 1))['tokens']
-        memory = [[t.reshape(b, s, *t.shape[1:])[i] for i in range(b)] for t in refs]
+        banks = [[self.bank(t.reshape(b, s, *t.shape[1:])[i]) for i in range(b)] for t in refs]
         size = gt.shape[-2:]
         out = self.zero_shot(encoded, self.static_text(backbone), self.learned_text(backbone), size)
-        out.update(self.prompt_query(encoded, memory, size))
+        out.update(self.prompt_query(encoded, banks, size))
         logits = [out['vl_logits'], out['tl_logits']] + out['pq_global_logits']
         maps = [out['vl_maps'], out['tl_maps']] + out['pq_local_maps']
         return dict(loss_image=sum(F.cross_entropy(x, labels.long()) for x in logits),
@@ -278,20 +287,17 @@ class AdaptCLIPHead(nn.Module):
                     loss_dice=sum(binary_dice_loss(m[:, 1], gt) + binary_dice_loss(m[:, 0], 1 - gt) for m in maps))
 
     def memory_bytes(self, num_references, grid, embed_dim, map_size, num_queries=1):
-        """(bank bytes, scoring bytes): the memory of ``num_references`` images (every tap's tokens, exact,
-        float32) and an upper estimate of the extra memory of scoring ``num_queries`` images against it.
+        """(bank bytes, scoring bytes): the memory of ``num_references`` images (every tap's normalised patch
+        tokens, exact, float32) and an upper estimate of the extra memory of scoring ``num_queries`` images.
 
-        Scoring terms: one tap's normalised bank (k x L x C) and the temporary of its normalisation; the
-        chunked search (:func:`search_bytes`);
-        per query and tap about 12 maps of (C, h, w) (normalised and aligned tokens, fusion, BatchNorm) and
-        the local head's activations (about 4000 x h x w values); per query about 48 maps of ``map_size``
-        (branch, tap and fused maps, the float64 smoothing passes); 4 MiB for the matrix-product library's
-        packing buffers.
+        Scoring terms: the chunked search (:func:`search_bytes`); per query and tap about 12 maps of
+        (C, h, w) (normalised and aligned tokens, fusion, BatchNorm) and the local head's activations (about
+        4000 x h x w values); per query about 48 maps of ``map_size`` (branch, tap and fused maps, the float64
+        smoothing passes); 4 MiB for the matrix-product library's packing buffers.
         """
-        tokens = grid[0] * grid[1] + 1
-        patches = tokens - 1
-        bank = bank_bytes(num_references, [(tokens, embed_dim)] * len(self.features))
+        patches = grid[0] * grid[1]
+        bank = bank_bytes(num_references, [(patches, embed_dim)] * len(self.features))
         per_query = 4 * (12 * embed_dim * patches + 4000 * patches + 48 * map_size[0] * map_size[1])
-        return bank, (8 * num_references * tokens * embed_dim + num_queries * per_query + (4 << 20)
-                      + search_bytes(num_queries * patches, embed_dim, num_references * patches, self.chunk_elements,
-                                     normalized=True))
+        return bank, (num_queries * per_query + (4 << 20)
+                      + search_bytes(num_queries * patches, embed_dim, num_references * patches,
+                                     self.chunk_elements, normalized=True))
