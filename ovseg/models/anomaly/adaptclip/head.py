@@ -131,6 +131,10 @@ class AdaptCLIPHead(nn.Module):
             prompts = self.textual_adapter(tower.token_embedding, tokens)
             return encode_learned_prompts(backbone.clip, prompts, tokens).float()
 
+    def text_features(self, backbone):
+        """(static, learned) (2, C) text features: the fixed ensemble (cached) and the learned prompts."""
+        return self.static_text(backbone), self.learned_text(backbone)
+
     @torch.no_grad()
     def build_memory(self, backbone, reference_images):
         """k normal images -> the prompt-query memory (the original's ``build_prompt_memory``).
@@ -255,8 +259,8 @@ class AdaptCLIPHead(nn.Module):
     @torch.no_grad()
     def forward(self, backbone, images, class_names=None, memory=None):
         """Score a batch (class names unused): ``anomaly_map`` (B, H, W), ``image_scores`` (B,), intermediates."""
-        return self.score(self.encode_images(backbone, images), self.static_text(backbone),
-                          self.learned_text(backbone), images.shape[-2:], memory)
+        return self.score(self.encode_images(backbone, images), *self.text_features(backbone), images.shape[-2:],
+                          memory)
 
     # ------------------------------------------------------------------------------- training
     def loss(self, backbone, images, references, gt, labels):
@@ -278,7 +282,7 @@ class AdaptCLIPHead(nn.Module):
         refs = self.encode_images(backbone, references.flatten(0, 1))['tokens']
         banks = [[self.bank(t.reshape(b, s, *t.shape[1:])[i]) for i in range(b)] for t in refs]
         size = gt.shape[-2:]
-        out = self.zero_shot(encoded, self.static_text(backbone), self.learned_text(backbone), size)
+        out = self.zero_shot(encoded, *self.text_features(backbone), size)
         out.update(self.prompt_query(encoded, banks, size))
         logits = [out['vl_logits'], out['tl_logits']] + out['pq_global_logits']
         maps = [out['vl_maps'], out['tl_maps']] + out['pq_local_maps']
