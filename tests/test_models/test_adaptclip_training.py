@@ -168,3 +168,16 @@ def test_adaptclip_checkpoint_converter(tmp_path):
     shared['local_adapter.1.0.weight'] = torch.ones_like(shared['local_adapter.1.0.weight'])
     with pytest.raises(converter.NotAdaptCLIP, match='not shared'):
         converter.convert(original)
+
+
+def test_adaptclip_learned_text_cached_until_the_prompts_change():
+    model = _segmentor().eval()
+    head, backbone = model.head, model.backbone
+    with torch.no_grad():
+        first = head.learned_text(backbone)
+        assert head.learned_text(backbone) is first  # reused
+        head.textual_adapter.ctx_pos.add_(1.0)  # an in-place change (optimiser step, load_state_dict)
+        second = head.learned_text(backbone)
+    assert second is not first and not torch.allclose(second, first)
+    with_grad = head.learned_text(backbone)
+    assert with_grad.requires_grad and with_grad is not second

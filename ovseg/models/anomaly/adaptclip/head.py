@@ -100,6 +100,12 @@ class AdaptCLIPHead(nn.Module):
         self.temperature, self.sigma = float(temperature), float(sigma)
         self.fusion, self.class_word = fusion, class_word
         self.chunk_elements = int(chunk_elements)
+        self._learned_cache = None  # (key, (2, C) learned text features) of the last gradient-free call
+
+    def train(self, mode=True):
+        """Also drops the cached learned text features (training changes the prompts)."""
+        self._learned_cache = None
+        return super().train(mode)
 
     def _mean(self, tensors):
         return arithmetic_mean(tensors) if self.fusion == 'average_mean' else harmonic_mean(tensors)
@@ -124,12 +130,30 @@ class AdaptCLIPHead(nn.Module):
             return self.static_prompts(backbone, self.class_word)
 
     def learned_text(self, backbone):
-        """(2, C) unnormalised text features of the learned prompts (differentiable w.r.t. the contexts)."""
+        """(2, C) unnormalised text features of the learned prompts.
+
+        With gradients enabled they are recomputed (differentiable w.r.t. the contexts); without, the last
+        result is reused while the contexts and the text tower are unchanged (same tensors, same in-place
+        versions: an optimiser step or ``load_state_dict`` recomputes them).
+        """
         tower = text_tower(backbone.clip)
+        key = None
+        if not torch.is_grad_enabled():
+            parts = [getattr(tower, n, None) for n in ('token_embedding', 'positional_embedding', 'transformer',
+                                                        'ln_final', 'text_projection')]
+            tensors = [*self.textual_adapter.parameters()]
+            tensors += [t for p in parts for t in (p.parameters() if isinstance(p, nn.Module) else [p])
+                        if isinstance(t, torch.Tensor)]
+            key = (id(backbone.clip), tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in tensors))
+            if self._learned_cache is not None and self._learned_cache[0] == key:
+                return self._learned_cache[1]
         tokens = self.textual_adapter.tokenized_prompts(backbone.tokenizer, tower.token_embedding.weight.device)
         with float32_region(self.textual_adapter.ctx_pos):
             prompts = self.textual_adapter(tower.token_embedding, tokens)
-            return encode_learned_prompts(backbone.clip, prompts, tokens).float()
+            feats = encode_learned_prompts(backbone.clip, prompts, tokens).float()
+        if key is not None:
+            self._learned_cache = (key, feats)
+        return feats
 
     def text_features(self, backbone):
         """(static, learned) (2, C) text features: the fixed ensemble (cached) and the learned prompts."""
