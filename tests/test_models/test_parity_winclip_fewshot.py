@@ -4,8 +4,9 @@ For every case of the manifest and every k of the case, the memory of the first 
 the scores of the two queries (normal crop, crop with a painted defect) are compared with anomalib's:
 reference banks, text embeddings, zero-shot branch, patch and window association scores, their
 nearest-reference indices (away from near ties), per-scale and few-shot maps, combined map, image score
-and the upsampled anomaly map. The memory is built once from the case's K = max(k) references; the
-memory of k references is its first k images (banks are reference-major, as anomalib's ``reshape``).
+and the upsampled anomaly map (the first case by default, every case with ``-m slow`` too). The memory is
+built once from the case's K = max(k) references; the memory of k references is its first k images
+(banks are reference-major, as anomalib's ``reshape``).
 
 Tolerances (``ovseg.testing.tolerance``): embeddings come out of ``vision layers`` transformer blocks whose
 longest reduction is the MLP (4 x width), plus the patch embedding and ``ln_post``/``proj`` stages
@@ -41,6 +42,11 @@ def _case_names():
     return sorted(_manifest().get('cases', {}))
 
 
+def _case_params():
+    """Every case; the first runs by default, the others (5-10 s each on two CPU cores) are marked slow."""
+    return [pytest.param(n, marks=[pytest.mark.slow] if i else [], id=n) for i, n in enumerate(_case_names())]
+
+
 @pytest.fixture(scope='module')
 def model():
     man = _manifest()
@@ -56,7 +62,7 @@ def model():
     return dict(man=man, backbone=backbone.eval(), head=head, vision=vision, text=text)
 
 
-@pytest.fixture(scope='module', params=_case_names())
+@pytest.fixture(scope='module', params=_case_params())
 def case(request, model):
     """Encoded queries, the K-reference memory, the text embeddings and the fixture arrays of one case."""
     meta = model['man']['cases'][request.param]
