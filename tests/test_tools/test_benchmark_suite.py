@@ -45,7 +45,8 @@ FCCLIP = [o for key in ('backbone', 'pixel_decoder', 'transformer_decoder', 'tes
           for o in _flatten(f'model.{key}', tiny_fcclip_cfg()[key])]
 ANOMALYCLIP = ['model.head.n_ctx=4', 'model.head.text_depth=1', 'model.head.text_n_ctx=2',
                'model.head.features=[1,2]', 'model.head.vv_blocks=1']
-ADAPTCLIP = ['model.head.n_ctx=4', 'model.head.features=[1,2]', 'model.head.vv_blocks=1', 'model.head.pq_mid_dim=8']
+ADAPTCLIP = ['model.head.n_ctx=4', 'model.head.features=[1,2]', 'model.head.vv_blocks=1',
+             'model.head.pq_mid_dim=8']
 # config -> (tiny --cfg-options, stages that must show up)
 CASES = {
     'maskclip/maskclip_vit-b16_voc21.py': (CLIP + SLIDE, {'backbone', 'head_rules', 'upsample'}),
