@@ -12,10 +12,11 @@ custom_imports = dict(
              'ovseg.evaluation.anomaly'],
     allow_failed_imports=False)
 visualizer = dict(type='AnomalyLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
-# The original resizes with PIL (torchvision Resize, bicubic) to 518 x 518; references are resized the same way.
+# The reference's own resize (test_resize of the model base), PIL decoding as the reference reads images;
+# the normal references are loaded and resized by the same pipeline as the queries.
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic', backend='pillow'),
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    _base_.test_resize,
     dict(type='LoadAnomalyMask'),
     dict(type='PackSegInputs', meta_keys={{_base_.anomaly_meta_keys}}),
 ]

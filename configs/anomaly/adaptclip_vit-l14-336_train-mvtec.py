@@ -19,10 +19,10 @@ train_pipeline = [
     dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic', backend='pillow'),
     dict(type='PackSegInputs', meta_keys={{_base_.anomaly_meta_keys}}),
 ]
-# The references are loaded as the original's transform does (PIL bicubic resize to 518).
+# The references are loaded as the original's transform does (PIL decoding, test_resize of the model base).
 reference_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic', backend='pillow'),
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    _base_.test_resize,
     dict(type='PackSegInputs', meta_keys={{_base_.anomaly_meta_keys}}),
 ]
 # Training batches are stacked, so the preprocessor pads them to one size (every image is resized to it).

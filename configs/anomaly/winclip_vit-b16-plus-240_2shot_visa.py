@@ -12,12 +12,17 @@ custom_imports = dict(
     allow_failed_imports=False)
 # Heat-map overlays (image + ground-truth outline | anomaly map) for tools/test.py --show-dir.
 visualizer = dict(type='AnomalyLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
-# References are loaded and resized by the dataset's test pipeline, as the queries are.
+# The reference's own resize (test_resize of the model base), PIL decoding as the reference reads images;
+# the normal references are loaded and resized by the same pipeline as the queries.
+test_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    _base_.test_resize,
+    dict(type='LoadAnomalyMask'),
+    dict(type='PackSegInputs', meta_keys={{_base_.anomaly_meta_keys}}),
+]
 model = dict(
-    type='FewShotAnomalySegmentor',
-    head=dict(type='WinCLIPFewShotHead'),
-    reference_pipeline={{_base_.test_pipeline}})
-test_dataloader = dict(dataset=dict(references=dict(k_shot=2, seed=0, draw='shuffle')))
+    type='FewShotAnomalySegmentor', head=dict(type='WinCLIPFewShotHead'), reference_pipeline=test_pipeline)
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline, references=dict(k_shot=2, seed=0, draw='shuffle')))
 val_dataloader = test_dataloader
 # Metrics at the model's input resolution, as the reference evaluations resize the masks.
 test_evaluator = dict(eval_size=(240, 240))

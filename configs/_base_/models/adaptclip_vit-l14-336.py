@@ -24,3 +24,13 @@ model = dict(
         temperature=0.07,
         sigma=4,
         fusion='average_mean'))
+# Test-time resize as AdaptCLIP's tools/utils.py get_transform: torchvision Resize((518, 518), bicubic) on the
+# PIL image, CenterCrop(518), which keeps it whole; queries and references alike.
+test_resize = dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic',
+                   backend='pillow')
+model_source = dict(
+    resize='gaobb/AdaptCLIP@354d9e3 tools/utils.py get_transform (PIL Resize((518, 518), BICUBIC) + CenterCrop)',
+    scores='gaobb/AdaptCLIP@354d9e3 adaptcliplib/adaptclip.py, test.py (DAPM_replace(20), features 6/12/18/24, '
+           'sigma 4, average_mean fusion; few-shot memory build_prompt_memory / prompt_association)',
+    references='gaobb/AdaptCLIP dataset/dataset.py PromptDataset (torch.manual_seed(seed); '
+               'torch.randint(0, n, (k_shots,)) per class over meta.json train images)')

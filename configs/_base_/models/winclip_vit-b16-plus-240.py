@@ -16,3 +16,5 @@ model = dict(
         prompts=dict(type='AnomalyStatePrompts', prompt_set='winclip', normalize_prompts=False)),
     # Category names go into the prompts with '_' -> ' '; map any to a better name here.
     class_names=dict())
+# Test-time resize of WinCLIP's references and queries (leaf configs put it into their test_pipeline).
+test_resize = dict(type='Resize', scale=(240, 240), keep_ratio=False, interpolation='bicubic')
