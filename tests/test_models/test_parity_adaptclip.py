@@ -145,13 +145,26 @@ def _flip_mask(nn_index, expected, grid, size, radius=4):
     return F.interpolate(near, size=size, mode='nearest')[0, 0].numpy() > 0
 
 
+@pytest.fixture(scope='module')
+def encoded(model):
+    """Encoded query of a case, computed once per module."""
+    cache = {}
+
+    def encode(name):
+        if name not in cache:
+            images = torch.from_numpy(np.load(ROOT / name)['pixel_values'])
+            cache[name] = model['head'].encode_images(model['backbone'], images)
+        return cache[name]
+    return encode
+
+
 @pytest.mark.parametrize('name', _case_params())
-def test_parity_adaptclip_case(model, text, memory, name):
+def test_parity_adaptclip_case(model, text, memory, encoded, name):
     fx = np.load(ROOT / name)
-    head, backbone = model['head'], model['backbone']
+    head = model['head']
     images = torch.from_numpy(fx['pixel_values'])
     size, rows, cols = images.shape[-2:], fx['row_idx'], fx['tok_idx']
-    enc = head.encode_images(backbone, images)
+    enc = encoded(name)
     with torch.no_grad():
         zs = head.score(enc, *text, size)
         fs = head.score(enc, *text, size, memory[1])
@@ -213,3 +226,37 @@ def test_parity_adaptclip_case(model, text, memory, name):
     assert_close(fs['anomaly_map'].flatten(1).amax(1), fx['fs_map_max'], **probs, name='few-shot map maximum')
     assert_close(fs['image_avg'], fx['fs_image_avg'], **probs, name='few-shot score average')
     assert_close(fs['image_scores'], fx['fs_image_score'], **probs, name='few-shot image score')
+
+
+def test_parity_adaptclip_tolerance_catches_defects(model, text, memory, encoded):
+    """On the first case: a softmax temperature of 0.08 instead of 0.07 fails the zero-shot map; the fusion
+    without the query's context (|q - p| instead of q + |q - p|) fails the fusion features; the align maps
+    averaged arithmetically instead of harmonically over the taps fail the few-shot map. (With these random
+    adapter weights the prompt-query head's output sits at 0.5 whatever its input, so a fusion defect shows
+    in the fusion features, not in the final map.)"""
+    from ovseg.models.anomaly.adaptclip import harmonic_mean
+    from ovseg.models.anomaly.anomalyclip import gaussian_filter2d
+    name = sorted(model['man']['cases'])[0]
+    fx, head = np.load(ROOT / name), model['head']
+    enc, size = encoded(name), fx['zs_anomaly_map'].shape[-2:]
+    probs = dict(model['pq'], scale=1.0)
+    head.temperature = 0.08
+    try:
+        with torch.no_grad():
+            warm = head.score(enc, *text, size)['anomaly_map']
+    finally:
+        head.temperature = model['man']['method']['temperature']
+    with pytest.raises(AssertionError, match='differ by more than'):
+        assert_close(warm, fx['zs_anomaly_map'], **probs)
+    with torch.no_grad():
+        out = head.score(enc, *text, size, memory[1])
+    cols = fx['tok_idx'][1:] - 1
+    query = torch.stack([torch.nn.functional.normalize(t, dim=-1)[0, 1:][cols] for t in enc['tokens']])
+    with_context = torch.stack([f[0].flatten(1).t()[cols] for f in out['pq_fusion']])
+    with pytest.raises(AssertionError, match='differ by more than'):  # |q - p| = (q + |q - p|) - q
+        assert_close(with_context - query, fx['pq_fusion_sub'], **dict(model['vision'], scale=1.0),
+                     where=~fx['pq_nn_fragile'][:, cols, None])
+    align = torch.stack(out['pq_align_maps']).mean(dim=0)[:, 0]
+    wrong = gaussian_filter2d(harmonic_mean([out['map_avg'], align]), head.sigma)
+    with pytest.raises(AssertionError, match='differ by more than'):
+        assert_close(wrong, fx['fs_anomaly_map'], **probs)

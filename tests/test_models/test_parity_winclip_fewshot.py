@@ -155,3 +155,17 @@ def test_parity_winclip_fewshot_full_bank_association(model):
                      name=f'{name} association from the stored banks')
     if not found:
         pytest.skip('no case stores the full k = 1 banks')
+
+
+def test_parity_winclip_fewshot_tolerance_catches_defects(model, case):
+    """A harmonic instead of an arithmetic mean of the few-shot scale maps, and association scores not
+    halved, fail the tolerances of the first k."""
+    fx, head = case['fx'], model['head']
+    k = case['meta']['k_values'][0]
+    scores = dict(model['vision'], scale=1.0)
+    out = head.score(case['encoded'], case['text'], _first_k(case['memory'], k))
+    maps = out['fs_scale_maps']
+    with pytest.raises(AssertionError, match='differ by more than'):
+        assert_close(maps.shape[1] / (1.0 / maps).sum(dim=1), fx[f'k{k}__fs_map'], **scores)
+    with pytest.raises(AssertionError, match='differ by more than'):
+        assert_close(2 * out['fs_patch_scores'], fx[f'k{k}__fs_patch_scores'], **scores)
