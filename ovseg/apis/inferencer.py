@@ -352,9 +352,20 @@ class OVSegInferencer:
             self.model.set_vocabulary(vocab)
             self._active = vocab
 
-    def _predict(self, items):
-        """Pipeline outputs of same-size images -> (K, h, w) float32 CPU probabilities each."""
-        inputs, samples = self.inputs.collate(self.model, items)
+    def _refines_at_original_size(self):
+        refiner = getattr(self.model, 'sam_refiner', None)
+        return getattr(refiner, 'resolution', None) == 'original'
+
+    def _predict(self, run):
+        """(image, pipeline output) pairs of same-size inputs -> (K, h, w) float32 CPU probabilities each.
+
+        Results stay at the network resolution (``ImageInputs.collate``); __call__ upsamples once, to bound
+        memory. A SAM refinement on the original image (Trident's) gets the image and its size instead.
+        """
+        inputs, samples = self.inputs.collate(self.model, [item for _, item in run])
+        if self._refines_at_original_size():
+            for sample, (image, _) in zip(samples, run):
+                sample.set_metainfo(dict(ori_shape=tuple(image.shape[:2]), ori_img=image))
         outputs = self.model.predict(inputs, samples)
         return [out.seg_logits.data.float().cpu() for out in outputs]
 
@@ -399,7 +410,7 @@ class OVSegInferencer:
         names = list(self.model.class_names)
         results = []
         for run in self.inputs.batches(sources, int(batch_size)):
-            probs = self._predict([item for _, item in run])
+            probs = self._predict(run)
             for (image, _), p in zip(run, probs):
                 results.append(self._result(image, p, names, return_logits, return_overlay))
         return results[0] if single else results
