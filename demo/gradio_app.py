@@ -1,4 +1,4 @@
-"""Web demo: open-vocabulary segmentation, SAM click/box prompts and zero-shot anomaly maps.
+"""Web demo: open-vocabulary segmentation, SAM click/box prompts and zero-/few-shot anomaly maps.
 
 Examples::
 
@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ANOMALY_CONFIG = REPO_ROOT / 'configs' / 'anomaly' / 'winclip_vit-b16-plus-240_mvtec.py'
+# WinCLIP+: zero-shot WinCLIP without reference images, few-shot with the ones given in the page.
+DEFAULT_ANOMALY_CONFIG = REPO_ROOT / 'configs' / 'anomaly' / 'winclip_vit-b16-plus-240_1shot_mvtec.py'
 
 
 def parse_args(argv=None):
@@ -49,7 +50,8 @@ def parse_args(argv=None):
                         choices=['hiera_t', 'hiera_s', 'hiera_b+', 'hiera_l', 'tiny'],
                         help="SAM 2 size with --random-weights (default hiera_l; 'tiny' is for tests)")
     parser.add_argument('--anomaly-config', default=str(DEFAULT_ANOMALY_CONFIG),
-                        help="single-image anomaly config (WinCLIP); 'none' hides the mode")
+                        help="single-image anomaly config (default WinCLIP+: zero-shot, or few-shot with "
+                             "reference images; AdaptCLIP needs --anomaly-checkpoint); 'none' hides the mode")
     parser.add_argument('--anomaly-checkpoint', default=None, help='weights of --anomaly-config')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]' (default: cpu)")
     parser.add_argument('--host', default='127.0.0.1',
@@ -132,7 +134,7 @@ def sam_factory(args):
 
 def anomaly_factory(args):
     """(factory or None, reason) for the anomaly mode."""
-    from demo.app.anomaly import AnomalyRunner, AnomalyUnavailable, check_anomaly_config
+    from demo.app.anomaly import AnomalyUnavailable, build_anomaly_inferencer, check_anomaly_config
     if str(args.anomaly_config).lower() == 'none':
         return None, 'disabled with `--anomaly-config none`.'
     try:
@@ -141,8 +143,8 @@ def anomaly_factory(args):
         return None, str(err)
 
     def build():
-        return AnomalyRunner(args.anomaly_config, args.anomaly_checkpoint, args.device,
-                             args.random_weights)
+        return build_anomaly_inferencer(args.anomaly_config, args.anomaly_checkpoint, args.device,
+                                        args.random_weights)
 
     return build, ''
 

@@ -40,6 +40,7 @@ STAGE_METHODS = {
                   ('image_scores', None)),
     'MuScHead': (('extract', None),),
     'AnomalyCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
+    'AdaptCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
 }
 # Top-level children whose time stays in a method stage (OVSegmentor's head is part of head_rules).
 MERGED_CHILDREN = {'OVSegmentor': ('head',)}

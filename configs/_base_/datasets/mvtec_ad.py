@@ -4,9 +4,11 @@
 # metric resolution.
 dataset_type = 'MVTecADDataset'
 data_root = 'data/mvtec_ad'
-# 'category' and 'anomaly_label' reach the model (prompt class names) and AnomalyMetric (per category).
+# 'category' and 'anomaly_label' reach the model (prompt class names) and AnomalyMetric (per category);
+# 'reference_paths' (datasets built with `references=...`) the few-shot models.
 anomaly_meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label')
+                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label',
+                     'reference_paths')
 test_pipeline = [
     # PIL decoding, as every anomaly reference reads its images (Image.open(path).convert('RGB')).
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),

@@ -4,7 +4,8 @@
 dataset_type = 'VisADataset'
 data_root = 'data/VisA_20220922'
 anomaly_meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label')
+                     'flip', 'flip_direction', 'reduce_zero_label', 'category', 'defect', 'anomaly_label',
+                     'reference_paths')
 test_pipeline = [
     # PIL decoding, as every anomaly reference reads its images (Image.open(path).convert('RGB')).
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),
