@@ -53,6 +53,7 @@ def pil_recipe(size, interpolation):
 CASES = {
     'winclip_vit-b16-plus-240_mvtec.py': anomalib_winclip,
     'winclip_vit-b16-plus-240_visa.py': anomalib_winclip,
+    'winclip_vit-b16-plus-240_1shot_mvtec.py': anomalib_winclip,  # queries and references alike
     'musc_vit-l14-336_mvtec.py': pil_recipe(518, InterpolationMode.BICUBIC),
     'musc_vit-l14-336_visa.py': pil_recipe(518, InterpolationMode.BICUBIC),
     'anomalyclip_vit-l14-336_mvtec.py': pil_recipe(518, InterpolationMode.BICUBIC),
