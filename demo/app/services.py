@@ -43,7 +43,7 @@ def _no_progress(*args, **kwargs):
 
 
 # Vocabulary of the warm-up request that measures the default model's memory (see warm_up).
-WARM_UP_VOCABULARY = ('object', 'ground', 'sky')
+WARM_UP_VOCABULARY = ('object', 'sky')
 
 
 class DemoServices:
