@@ -199,9 +199,10 @@ class ModelPool:
 
     def _build(self, spec):
         from ovseg.apis import OVSegInferencer
+        # converted official checkpoints hold the trained parts only: the frozen CLIP keeps the config's
         return OVSegInferencer(spec.config, checkpoint=spec.checkpoint, device=self.device,
                                random_weights=self.random_weights, max_pixels=self.max_pixels,
-                               cfg_options=spec.cfg_options or None)
+                               cfg_options=spec.cfg_options or None, allow_missing_frozen=True)
 
     def get(self, label=None):
         """The inferencer of ``label`` (built now if needed; the least recently used is dropped)."""

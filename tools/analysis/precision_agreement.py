@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
+from ovseg.apis.model_loading import load_config, set_text_templates, strip_weight_sources
 from ovseg.registry import MODELS
 from ovseg.testing import det_state_dict_for, parity_dir
 
