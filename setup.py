@@ -1,9 +1,22 @@
 """Install script: metadata lives in setup.cfg, dependency lists in requirements/."""
+import shutil
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+
+
+class BuildPyWithConfigs(build_py):
+    """Wheels carry the configs as package data (``ovseg/.mim/configs``, as mmseg's mim layout), so that
+    ``ovseg.configs.find_config`` finds them by name; an editable install reads them from the tree."""
+
+    def run(self):
+        super().run()
+        if not getattr(self, 'editable_mode', False) and (HERE / 'configs').is_dir():
+            shutil.copytree(HERE / 'configs', Path(self.build_lib) / 'ovseg' / '.mim' / 'configs',
+                            dirs_exist_ok=True)
 
 
 def read_requirements(name):
@@ -12,6 +25,7 @@ def read_requirements(name):
 
 
 setup(
+    cmdclass={'build_py': BuildPyWithConfigs},
     install_requires=read_requirements('runtime'),
     extras_require={
         'tests': read_requirements('tests'),

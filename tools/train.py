@@ -15,33 +15,7 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
-
-from ovseg.engine import prepare_distributed  # importing ovseg registers its hooks
-from ovseg.utils.checkpoint import load_checkpoint_file
-
-
-class WeightsOnlyRunner(Runner):
-    """mmengine ``Runner`` whose checkpoint reads never unpickle arbitrary objects.
-
-    mmengine 0.10 calls ``torch.load`` without ``weights_only``, which means ``False`` before torch 2.6.
-    Only local files are accepted.
-    """
-
-    def load_checkpoint(self, filename, map_location='cpu', strict=False, revise_keys=((r'^module.', ''),)):
-        """Same contract as :meth:`mmengine.runner.Runner.load_checkpoint`, read with weights_only=True."""
-        checkpoint = load_checkpoint_file(filename, map_location=map_location)
-        # WeightsOnlyCheckpointHook rebuilds the message hub's HistoryBuffers here.
-        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
-        self._has_loaded = True
-        self.logger.info(f'Load checkpoint from {filename}')
-        return checkpoint
+from mmengine.config import DictAction  # light: the model stack is imported after argument parsing
 
 
 def parse_args(argv=None):
@@ -64,6 +38,7 @@ def parse_args(argv=None):
 
 
 def _enable_amp(cfg):
+    import torch
     if not torch.cuda.is_available():
         raise SystemExit("--amp needs a GPU (mmengine's AmpOptimWrapper); on CPU set the model's "
                          "precision='bf16' instead.")
@@ -73,15 +48,18 @@ def _enable_amp(cfg):
 
 
 def build_config(args):
-    """Config of the training run from the command-line arguments."""
-    cfg = Config.fromfile(args.config)
+    """Config of the training run from the command-line arguments (a config path or name)."""
+    from mmengine.config import Config
+    from ovseg.configs import find_config
+    path = find_config(args.config)
+    cfg = Config.fromfile(path)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     if args.amp:
         _enable_amp(cfg)
     hooks = cfg.setdefault('custom_hooks', [])
@@ -94,6 +72,7 @@ def build_config(args):
 def main(argv=None):
     """Train; return the trained model."""
     args = parse_args(argv)
+    from ovseg.engine import WeightsOnlyRunner, prepare_distributed  # importing ovseg registers its hooks
     cfg = build_config(args)
     prepare_distributed(cfg, args.launcher, testing=False)  # may start the gloo process group
     return WeightsOnlyRunner.from_cfg(cfg).train()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovseg.apis.inferencer import build_model, load_config
+from ovseg.apis.model_loading import build_model, load_config
 from ovseg.apis.inputs import ImageInputs, check_device
 from ovseg.apis.visualization import draw_heat_map
 from ovseg.registry import MODELS
@@ -56,6 +56,7 @@ class AnomalyInferencer:
         max_pixels (int, optional): refuse input images with more pixels. Default None.
         precision (str, optional): 'fp32', 'bf16' or 'fp16' autocast of the image towers; None keeps the
             config's.
+        allow_missing_frozen (bool): as :class:`OVSegInferencer`. Default False.
 
     Raises:
         ValueError: not an anomaly config. WeightsUnavailableError, CheckpointMismatchError, RuntimeError
@@ -63,14 +64,14 @@ class AnomalyInferencer:
     """
 
     def __init__(self, model, checkpoint=None, device='cpu', random_weights=False, cfg_options=None,
-                 max_pixels=None, precision=None):
+                 max_pixels=None, precision=None, allow_missing_frozen=False):
         cfg = load_config(model, cfg_options)
         self.segmentor_type, self.head_type = check_anomaly_config(cfg)
         if precision is not None:
             cfg.model['precision'] = precision
         self.device = check_device(device)
         self.random_weights = bool(random_weights)
-        self.model = build_model(cfg, checkpoint, random_weights).to(self.device).eval()
+        self.model = build_model(cfg, checkpoint, random_weights, allow_missing_frozen).to(self.device).eval()
         self.cfg = cfg
         self.inputs = ImageInputs(cfg, max_pixels)
         self._memory = None  # (key of the references' network inputs, memory)

@@ -3,8 +3,7 @@
 Call graph::
 
     OVSegInferencer(model cfg, checkpoint, vocabulary, ...)
-      └─ load_config ─ build_model: (random weights / full checkpoint: strip weight sources)
-                                    ─ MODELS.build ─ load_model_weights
+      └─ load_config ─ build_model (ovseg.apis.model_loading: the one weights policy)
     inferencer(images, vocabulary)
       └─ ImageInputs (ovseg.apis.inputs)     load_image (RGB uint8, EXIF, 16-bit, alpha, clear
                                              errors) ─ the config's test pipeline, file loaders
@@ -16,210 +15,16 @@ Call graph::
     inferencer.prompt(image, points, point_labels, boxes, vocabulary)   (needs ``sam``)
       └─ PromptSession (ovseg.apis.prompting)   SAM masks labelled by mask-pooled dense CLIP features
 """
-import copy
-import logging
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config
-from mmengine.logging import print_log
 
 from ovseg.apis.inputs import DEFAULT_SHORT_SIDE, ImageInputs, check_device, inference_pipeline_cfg  # noqa: F401
+from ovseg.apis.model_loading import (CheckpointMismatchError, build_model, is_open_clip_state_dict,  # noqa: F401
+                                      load_config, load_model_weights, set_text_templates, strip_weight_sources)
 from ovseg.apis.prompting import PromptSession
 from ovseg.apis.visualization import draw_overlay
-from ovseg.registry import MODELS  # importing ovseg registers its modules there
 from ovseg.text import load_vocabulary
-from ovseg.utils.checkpoint import load_state_dict_file
-
-
-class CheckpointMismatchError(KeyError):
-    """A checkpoint's keys or shapes do not match the model; the message names them."""
-
-    def __str__(self):
-        # KeyError quotes its message; this error's message is a sentence.
-        return str(self.args[0]) if self.args else ''
-
-
-def load_config(model, cfg_options=None):
-    """Config path, mmengine Config, full config dict or model dict -> a new mmengine Config.
-
-    Args:
-        model (str | os.PathLike | Config | dict): a config file; a Config; a dict with a
-            ``model`` key (a full config); or a model dict (with ``type``), which gets the default
-            test pipeline.
-        cfg_options (dict, optional): overrides merged by ``Config.merge_from_dict`` (dotted keys).
-
-    Returns:
-        Config: a copy; the argument is never modified.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        if not os.path.isfile(model):
-            raise FileNotFoundError(f'Config file not found: {model}')
-        cfg = Config.fromfile(str(model))
-    elif isinstance(model, Config):
-        cfg = copy.deepcopy(model)
-    elif isinstance(model, dict):
-        full = copy.deepcopy(dict(model))
-        cfg = Config(full if 'model' in full else dict(model=full))
-    else:
-        raise TypeError(f'model must be a config path, an mmengine Config or a dict, '
-                        f'got {type(model).__name__}')
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if not isinstance(cfg.get('model'), dict) or 'type' not in cfg.model:
-        raise ValueError('The config has no `model` dict with a `type`.')
-    return cfg
-
-
-def _keep_quick_gelu(node):
-    """Switch ``node`` to the '-quickgelu' architecture when its pretrained tag implies QuickGELU.
-
-    Without its tag, open_clip would build e.g. OpenAI ViT-B-16 with GELU instead of the QuickGELU
-    its weights were trained with, and a full-model checkpoint would silently give other outputs.
-    """
-    name, tag = node.get('model_name'), node.get('pretrained')
-    if not (isinstance(name, str) and isinstance(tag, str)) or name.endswith('-quickgelu'):
-        return
-    import open_clip
-    if open_clip.get_pretrained_cfg(name, tag).get('quick_gelu', False):
-        if f'{name}-quickgelu' not in open_clip.list_models():
-            raise ValueError(f'{name}/{tag} needs QuickGELU but open_clip has no {name}-quickgelu '
-                             f'architecture; keep the pretrained tag or use a backbone checkpoint.')
-        node['model_name'] = f'{name}-quickgelu'
-
-
-def strip_weight_sources(model_cfg, disable_text_cache=True):
-    """Remove pretrained tags, checkpoint paths and 'Pretrained' init_cfgs from a model config.
-
-    The config is edited in place. Nothing is then downloaded or read while building: for
-    random-weight smoke runs, and for full-model checkpoints, which replace every weight anyway
-    (they are loaded strictly). Architectures that the tag switched to QuickGELU keep it through
-    their '-quickgelu' name.
-
-    Args:
-        model_cfg (dict): the ``model`` config.
-        disable_text_cache (bool): also set every ``OVTextClassifier.cache_dir`` to None
-            (embeddings of random weights are worthless to keep). Default True.
-
-    Returns:
-        list[str]: dotted names of the removed entries (for the log).
-    """
-    removed = []
-
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            _keep_quick_gelu(node)
-            for key in ('pretrained', 'checkpoint'):
-                if isinstance(node.get(key), str):
-                    removed.append(f'{prefix}{key}')
-                    node.pop(key)
-            init_cfg = node.get('init_cfg')
-            if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-                removed.append(f'{prefix}init_cfg')
-                node.pop('init_cfg')
-            if disable_text_cache and node.get('type') == 'OVTextClassifier':
-                node['cache_dir'] = None
-            for key, value in node.items():
-                walk(value, f'{prefix}{key}.')
-        elif isinstance(node, (list, tuple)):
-            for i, value in enumerate(node):
-                walk(value, f'{prefix}{i}.')
-
-    walk(model_cfg, 'model.')
-    return removed
-
-
-def set_text_templates(node, templates):
-    """Set ``templates`` on every ``OVTextClassifier`` config inside ``node`` (in place).
-
-    Benchmarks use ``'single'``: the per-image cost does not depend on the template set, while the
-    one-off text encoding of 80 templates takes minutes on a CPU.
-    """
-    if isinstance(node, dict):
-        if node.get('type') == 'OVTextClassifier':
-            node['templates'] = templates
-        for value in node.values():
-            set_text_templates(value, templates)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            set_text_templates(value, templates)
-
-
-def is_open_clip_state_dict(state):
-    """True for a bare open_clip CLIP state dict (keys 'visual.*', 'transformer.*', ...)."""
-    keys = [k[len('module.'):] if k.startswith('module.') else k for k in state]
-    has_visual = any(k.startswith('visual.') for k in keys)
-    return has_visual and not any(k.startswith('backbone.') for k in keys)
-
-
-def _mismatch_message(path, missing, unexpected):
-    def listed(keys):
-        return f'{keys[:10]}{" ..." if len(keys) > 10 else ""} ({len(keys)} in all)'
-
-    return (f'Checkpoint {path} does not match the model: missing keys {listed(missing)}, '
-            f'unexpected keys {listed(unexpected)}.')
-
-
-def load_model_weights(model, path, state=None):
-    """Load a full-model state dict (``weights_only``) strictly, naming mismatched keys.
-
-    Args:
-        model (nn.Module): the built model.
-        path (str): .pth/.pt/.safetensors file; 'state_dict'/'model' wrappers and 'module.' prefixes
-            are removed.
-        state (dict, optional): the file's state dict when already read (avoids a second read).
-
-    Raises:
-        CheckpointMismatchError: missing or unexpected keys, or shape mismatches (all named).
-    """
-    state = load_state_dict_file(path) if state is None else state
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointMismatchError(_mismatch_message(path, missing, unexpected))
-    wrong = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-             for k, v in state.items() if v.shape != expected[k].shape]
-    if wrong:
-        raise CheckpointMismatchError(f'Checkpoint {path} has tensors of the wrong shape: '
-                                      f'{wrong[:10]}{" ..." if len(wrong) > 10 else ""}.')
-    model.load_state_dict(state, strict=True)
-
-
-def build_model(cfg, checkpoint=None, random_weights=False):
-    """Build ``cfg.model`` (in place edits of ``cfg``) and load ``checkpoint``.
-
-    A bare open_clip state dict becomes the backbone's ``checkpoint`` (no pretrained download); any
-    other file is a full-model state dict: weight sources are stripped, then it is loaded strictly.
-
-    Returns:
-        nn.Module: the model (on the CPU, in train mode as built).
-    """
-    if random_weights and checkpoint is not None:
-        raise ValueError('random_weights=True and a checkpoint exclude each other; give one.')
-    state = load_state_dict_file(checkpoint) if checkpoint is not None else None
-    if random_weights:
-        removed = strip_weight_sources(cfg.model)
-        print_log(f'random_weights=True: the model has RANDOM weights (removed '
-                  f'{removed or "nothing"}); outputs are meaningless: a smoke test only.',
-                  logger='current', level=logging.WARNING)
-    elif state is not None and is_open_clip_state_dict(state):
-        if 'backbone' not in cfg.model:
-            raise ValueError(f'{checkpoint} is an open_clip state dict but the model has no '
-                             f'backbone.')
-        _keep_quick_gelu(cfg.model.backbone)
-        cfg.model.backbone.pop('pretrained', None)
-        cfg.model.backbone['checkpoint'] = str(checkpoint)
-        state = None
-    elif state is not None:
-        strip_weight_sources(cfg.model, disable_text_cache=False)
-    model = MODELS.build(cfg.model)
-    if state is not None:
-        load_model_weights(model, checkpoint, state)
-    return model
 
 
 def _linear_weights(size_in, size_out):
@@ -277,8 +82,9 @@ class OVSegInferencer:
         model (str | Config | dict): config path, mmengine Config, full config dict (``model``
             plus a ``test_pipeline`` or ``test_dataloader``), or a model dict (default pipeline:
             short side 448).
-        checkpoint (str, optional): a full-model state dict (``weights_only``, loaded strictly;
-            nothing else is downloaded) or a bare open_clip state dict (the backbone's weights).
+        checkpoint (str, optional): a full-model state dict (``weights_only``, every key required;
+            nothing else is downloaded) or a bare open_clip state dict (the backbone's weights); the
+            policy is :mod:`ovseg.apis.model_loading`'s.
         device (str): 'cpu' or 'cuda[:N]'. Default 'cpu'.
         vocabulary: default vocabulary (anything :func:`ovseg.text.load_vocabulary` accepts); None
             keeps the config's.
@@ -293,6 +99,8 @@ class OVSegInferencer:
             on first use. Default None: :meth:`prompt` is unavailable until :meth:`set_sam`.
         precision (str, optional): 'fp32', 'bf16' or 'fp16' (CUDA) autocast of the model's
             networks (similarities, softmax and rules stay float32); None keeps the config's.
+        allow_missing_frozen (bool): accept a checkpoint without the keys the model never trains (the
+            frozen CLIP backbone keeps the config's weights). Default False.
 
     Raises:
         WeightsUnavailableError: pretrained weights are neither cached nor downloadable (its
@@ -307,7 +115,7 @@ class OVSegInferencer:
     """
 
     def __init__(self, model, checkpoint=None, device='cpu', vocabulary=None, random_weights=False,
-                 cfg_options=None, max_pixels=None, sam=None, precision=None):
+                 cfg_options=None, max_pixels=None, sam=None, precision=None, allow_missing_frozen=False):
         cfg = load_config(model, cfg_options)
         if precision is not None:
             cfg.model['precision'] = precision
@@ -315,7 +123,7 @@ class OVSegInferencer:
             cfg.model.background['optional'] = True
         self.device = check_device(device)
         self.random_weights = bool(random_weights)
-        self.model = build_model(cfg, checkpoint, random_weights).to(self.device).eval()
+        self.model = build_model(cfg, checkpoint, random_weights, allow_missing_frozen).to(self.device).eval()
         self.cfg = cfg
         self.inputs = ImageInputs(cfg, max_pixels)
         default = vocabulary if vocabulary is not None else cfg.model.get('vocabulary')

@@ -23,7 +23,7 @@ import logging
 
 from mmengine.logging import MMLogger
 
-from ovseg.apis.inferencer import strip_weight_sources
+from ovseg.apis.model_loading import strip_weight_sources
 from ovseg.registry import MODELS, TRANSFORMS
 from ovseg.text import TEMPLATE_SOURCES, TEMPLATES
 

@@ -152,6 +152,10 @@ def test_bf16_fcclip_and_anomaly(bench, config):
     assert expected <= set(result['stages_ms']), result['stages_ms']
 
 
+def test_suite_small_side_is_the_benchmarks(suite, bench):
+    assert suite.SMALL_SIDE == bench.SMALL_SIDE  # the suite's --help must not import the benchmark
+
+
 def test_plan_lists_everything_and_dedupes(suite):
     args = suite.parse_args(['--configs', 'configs/maskclip/*.py', 'configs/clip_dinoiser/*.py',
                              '--sizes', 'published', '--dedupe'])

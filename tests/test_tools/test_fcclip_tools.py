@@ -120,5 +120,7 @@ def test_tools_test_runs_fcclip_ade_with_tiny_model(tiny_model, data_root, tmp_p
     assert 0.0 <= metrics['mIoU'] <= 100.0 and 0.0 <= metrics['PQ'] <= 100.0
     assert np.isnan(metrics['AP']) or 0.0 <= metrics['AP'] <= 100.0
     printed = capfd.readouterr()
-    last = (printed.out + printed.err).strip().splitlines()[-1]  # the runner's metrics line
+    lines = (printed.out + printed.err).strip().splitlines()
+    last = next(line for line in reversed(lines) if 'mIoU:' in line)  # the runner's metrics line
+    assert 'Metrics computed with checkpoint' in lines[-1]
     assert all(f'{key}:' in last for key in ('mIoU', 'PQ', 'PQ_th', 'PQ_st', 'AP', 'AP50')), last

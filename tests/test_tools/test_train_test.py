@@ -5,6 +5,7 @@ refiner, weights-only checkpoints (``torch.load(weights_only=True)``), resuming,
 checkpoint in tools/test.py, the frozen-key policy and key-mismatch errors.
 """
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ovseg.apis import load_model_weights
 from ovseg.registry import MODELS
 from ovseg.testing import load_tool, tiny_maskclip_cfg
 
@@ -136,18 +138,34 @@ def test_checkpoint_key_policy(tmp_path, data_root, refiner_type):
     state = model.state_dict()
     refiner_only = {k: v for k, v in state.items() if k.startswith('refiner.')}
     torch.save(refiner_only, tmp_path / 'refiner_only.pth')
-    omitted = test_tool.load_weights(model, str(tmp_path / 'refiner_only.pth'))
+    with pytest.raises(KeyError, match=r'missing keys \[.backbone\..*allow_missing_frozen=True'):
+        load_model_weights(model, str(tmp_path / 'refiner_only.pth'))  # every key by default
+    omitted = load_model_weights(model, str(tmp_path / 'refiner_only.pth'), allow_missing_frozen=True)
     assert omitted and all(k.startswith('backbone.') for k in omitted)  # frozen CLIP keeps config weights
 
     renamed = dict(refiner_only)
     renamed['refiner.wrong.weight'] = renamed.pop('refiner.proj.weight')
     torch.save(renamed, tmp_path / 'renamed.pth')
-    with pytest.raises(KeyError, match=r'refiner\.wrong\.weight.*refiner\.proj\.weight'):
-        test_tool.load_weights(model, str(tmp_path / 'renamed.pth'))
+    with pytest.raises(KeyError, match=r'missing keys \[.refiner\.proj\.weight.*unexpected keys \[.refiner\.wrong'):
+        load_model_weights(model, str(tmp_path / 'renamed.pth'), allow_missing_frozen=True)
 
     config = write_config(tmp_path / 'tiny_keys.py', data_root, tiny_model())  # no refiner in this model
     with pytest.raises(KeyError, match=r'unexpected keys \[.refiner\.proj\.bias'):
-        test_tool.main([config, str(tmp_path / 'refiner_only.pth'), '--work-dir', str(tmp_path / 'w')])
+        test_tool.main([config, str(tmp_path / 'refiner_only.pth'), '--work-dir', str(tmp_path / 'w'),
+                        '--allow-missing-frozen'])
+    with_refiner = write_config(tmp_path / 'tiny_refiner.py', data_root, tiny_model(dict(type=refiner_type)))
+    metrics = test_tool.main([with_refiner, str(tmp_path / 'refiner_only.pth'), '--work-dir',
+                              str(tmp_path / 'w2'), '--allow-missing-frozen'])
+    report = json.loads((tmp_path / 'w2' / 'metrics.json').read_text())
+    assert report['weights'].startswith('checkpoint ') and report['metrics']['mIoU'] == metrics['mIoU']
+
+
+def test_test_tool_random_weights_says_so(tmp_path, data_root, capsys):
+    config = write_config(tmp_path / 'tiny_random.py', data_root, tiny_model())
+    metrics = load_tool('test.py').main([config, '--random-weights', '--work-dir', str(tmp_path / 'w')])
+    report = json.loads((tmp_path / 'w' / 'metrics.json').read_text())
+    assert report['random_weights'] is True and 'RANDOM' in report['weights'] and 'mIoU' in metrics
+    assert 'RANDOM weights' in capsys.readouterr().err
 
 
 def test_test_tool_command_line(tmp_path, data_root):

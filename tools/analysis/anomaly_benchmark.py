@@ -36,11 +36,7 @@ import time
 
 import torch
 
-from ovseg.models.anomaly import (MuScHead, WinCLIPFewShotHead, WinCLIPHead, memory_bound_bytes, musc_scores,
-                                  window_masks)
-from ovseg.models.anomaly.adaptclip import AdaptCLIPHead
-from ovseg.registry import MODELS
-from ovseg.testing import tiny_clip_arch
+# ovseg is imported by the functions that use it: --help answers without the model stack.
 
 
 def parse_args(argv=None):
@@ -62,6 +58,8 @@ def parse_args(argv=None):
 
 
 def _backbone(args):
+    from ovseg.registry import MODELS
+    from ovseg.testing import tiny_clip_arch
     cfg = dict(type='OpenCLIPBackbone')
     cfg.update(arch=tiny_clip_arch('vit')) if args.arch == 'tiny' else cfg.update(model_name=args.arch)
     return MODELS.build(cfg).to(args.device).eval()
@@ -94,6 +92,7 @@ def _measure(fn, device):
 
 
 def bench_winclip(args):
+    from ovseg.models.anomaly import WinCLIPHead
     backbone, head = _backbone(args), WinCLIPHead()
     head.text_embeddings(backbone, ['object'])  # cached prompt ensemble, not timed
     images = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
@@ -106,11 +105,13 @@ def bench_winclip(args):
 
 def _warm_up(args):
     """Load the kernels once on 5 small images so their code pages do not count as data memory."""
+    from ovseg.models.anomaly import musc_scores
     tokens = [torch.randn(5, 17, 8, device=args.device)]
     musc_scores(tokens, torch.nn.functional.normalize(torch.randn(5, 4, device=args.device), dim=-1), 16)
 
 
 def bench_musc_one(args, n):
+    from ovseg.models.anomaly import MuScHead, memory_bound_bytes, musc_scores
     _warm_up(args)
     if args.method == 'musc-scoring':  # the category's tokens are created inside the measured call
         layers = (args.layers or [4])[0]
@@ -138,6 +139,7 @@ def bench_musc_one(args, n):
 
 
 def _winclip_fewshot_inputs(k, gen, device):
+    from ovseg.models.anomaly import WinCLIPFewShotHead, window_masks
     head, grid, width, dim = WinCLIPFewShotHead(), (15, 15), 896, 640
     windows = {s: window_masks(grid, s) for s in head.scales}
     memory = dict(patch=torch.randn(k * 225, width, generator=gen, device=device), grid=grid, num_references=k,
@@ -153,6 +155,7 @@ def _winclip_fewshot_inputs(k, gen, device):
 
 
 def _adaptclip_fewshot_inputs(k, gen, device):
+    from ovseg.models.anomaly.adaptclip import AdaptCLIPHead
     head = AdaptCLIPHead(text_width=768, embed_dim=768).to(device).eval()
     grid, size, dim = (37, 37), (518, 518), 768
     banks = [head.bank(torch.randn(k, 1370, dim, generator=gen, device=device)) for _ in head.features]

@@ -54,7 +54,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmseg.structures import SegDataSample
 
-from ovseg.apis.inferencer import set_text_templates, strip_weight_sources
+from ovseg.apis.model_loading import set_text_templates, strip_weight_sources
 from ovseg.registry import MODELS
 from ovseg.utils.stage_timer import StageTimer, sync as _sync
 

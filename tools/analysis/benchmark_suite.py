@@ -40,6 +40,7 @@ Without ``pip install -e .`` run it as ``PYTHONPATH=. python tools/analysis/benc
 import argparse
 import copy
 import datetime
+import functools
 import glob
 import importlib.util
 import json
@@ -49,22 +50,22 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from mmengine.config import DictAction
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = Path(__file__).resolve().with_name('benchmark.py')
 VOCABULARY_KEYS = ('vocabulary', 'thing_classes')
+SMALL_SIDE = 224  # benchmark.py's SMALL_SIDE (tests check that they agree)
 
 
+@functools.lru_cache(maxsize=None)
 def _load_benchmark():
+    """tools/analysis/benchmark.py as a module (imported on first use: it imports the model stack)."""
     spec = importlib.util.spec_from_file_location('ovseg_tool_benchmark', BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
-
-bm = _load_benchmark()
 
 
 def parse_args(argv=None):
@@ -72,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument('--configs', nargs='+', default=['configs/**/*.py'],
                         help='config files or globs (relative to the working directory or the repository)')
     parser.add_argument('--sizes', nargs='+', choices=['small', 'published'], default=['small', 'published'])
-    parser.add_argument('--small-side', type=int, default=bm.SMALL_SIDE, help='short side of small (224)')
+    parser.add_argument('--small-side', type=int, default=SMALL_SIDE, help='short side of small (224)')
     parser.add_argument('--precision', nargs='+', choices=['fp32', 'bf16', 'fp16'], default=['fp32'])
     parser.add_argument('--repeats', type=int, default=5, help='timed batches per run. Default 5')
     parser.add_argument('--warmup', type=int, default=1, help='untimed batches per run. Default 1')
@@ -132,7 +133,7 @@ def plan_runs(args):
     for path in find_configs(args.configs):
         name = Path(path).stem
         try:
-            cfg = bm.load_config(path, options, random_weights=True, templates=templates)
+            cfg = _load_benchmark().load_config(path, options, random_weights=True, templates=templates)
         except Exception as exc:  # a broken config is reported, not fatal
             entries += [dict(config=path, name=name, size=s, status='error', error=repr(exc))
                         for s in args.sizes]
@@ -145,7 +146,7 @@ def plan_runs(args):
             entry = dict(config=path, name=name, size=size, model_type=cfg.model.get('type'),
                          status='run', vocabulary_size=_vocabulary_size(cfg.model))
             try:
-                entry['shape'] = list(bm.resolve_shape(cfg, size, None, args.small_side))
+                entry['shape'] = list(_load_benchmark().resolve_shape(cfg, size, None, args.small_side))
             except ValueError as exc:
                 entry.update(status='error', error=str(exc))
             entry['key'] = (_model_key(cfg.model), tuple(entry.get('shape', ())))
@@ -192,7 +193,7 @@ def _child_command(args, entry, precision, json_path):
 def run_one(args, entry, precision, out_dir):
     """Run benchmark.py in a fresh process; return the entry's record for this precision."""
     record = dict(entry, precision=precision)
-    if precision != 'fp32' and not bm.supports_precision(entry['model_type']):
+    if precision != 'fp32' and not _load_benchmark().supports_precision(entry['model_type']):
         record.update(status='unsupported', note=f"{entry['model_type']} has no precision option")
         return record
     stem = f"{Path(entry['config']).parent.name}__{entry['name']}_{entry['size']}_{precision}"
@@ -297,10 +298,11 @@ def main(argv=None):
     out_dir = Path(args.out_dir)
     (out_dir / 'runs').mkdir(parents=True, exist_ok=True)
     (out_dir / 'logs').mkdir(parents=True, exist_ok=True)
+    import torch
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     settings = {k: v for k, v in vars(args).items()}
     settings.update(device=device, threads=args.threads or torch.get_num_threads())
-    report = dict(machine=bm.machine_info(device), settings=settings,
+    report = dict(machine=_load_benchmark().machine_info(device), settings=settings,
                   command=' '.join(['python', 'tools/analysis/benchmark_suite.py', *(argv or sys.argv[1:])]),
                   started=datetime.datetime.now().isoformat(timespec='seconds'), records=[])
     entries = plan_runs(args)

@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
+from ovseg.apis.model_loading import load_config, set_text_templates, strip_weight_sources
 from ovseg.models.backbones.vit_dense import _embed, _run_block
 from ovseg.registry import MODELS
 

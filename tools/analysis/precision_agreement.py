@@ -37,9 +37,7 @@ import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
-from ovseg.registry import MODELS
-from ovseg.testing import det_state_dict_for, parity_dir
+# ovseg is imported by the functions that use it: --help answers without the model stack.
 
 DEFAULT_IMAGES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'immunohistochemistry')
 # fp32 top-2 logit margin (scaled cosine units) above which a location counts as decided
@@ -67,6 +65,9 @@ def parse_args(argv=None):
 
 def build_segmentor(args):
     """The config's model with the requested weights, whole-image mode, eval, on the device."""
+    from ovseg.apis.model_loading import load_config, set_text_templates, strip_weight_sources
+    from ovseg.registry import MODELS
+    from ovseg.testing import det_state_dict_for
     cfg = load_config(args.config, args.cfg_options)
     if args.weights != 'config':
         strip_weight_sources(cfg.model)
@@ -99,6 +100,7 @@ def skimage_input(name, size, model):
 
 def parity_inputs():
     """(name, normalised input, vocabulary) of each maskclip_dinoiser parity case."""
+    from ovseg.testing import parity_dir
     root = parity_dir('maskclip_dinoiser')
     if root is None:
         raise FileNotFoundError('--parity: no maskclip_dinoiser fixtures (set OVSEG_PARITY_DIR).')

@@ -29,12 +29,7 @@ import platform
 import tempfile
 import time
 
-import torch
-import torch.nn.functional as F
-
-from ovseg.models.backbones import OpenCLIPBackbone
-from ovseg.models.text_encoders import OVTextClassifier
-from ovseg.text import load_vocabulary
+# torch and ovseg are imported by the functions that use them: --help answers without the model stack.
 
 
 def parse_args(argv=None):
@@ -62,6 +57,8 @@ def _timed(fn):
 
 def _full_context(backbone, prompts, reference_precision_emb):
     """fp32 open_clip encode_text at the full context on ``prompts``; time and max difference."""
+    import torch
+    import torch.nn.functional as F
     tokens = backbone.tokenizer(prompts).long()
     with torch.no_grad():
         full, timing = _timed(lambda: F.normalize(backbone.clip.encode_text(tokens).float(), dim=-1))
@@ -71,6 +68,11 @@ def _full_context(backbone, prompts, reference_precision_emb):
 
 
 def run(args, cache_dir):
+    import torch
+
+    from ovseg.models.backbones import OpenCLIPBackbone
+    from ovseg.models.text_encoders import OVTextClassifier
+    from ovseg.text import load_vocabulary
     torch.manual_seed(args.seed)
     if args.model == 'tiny':  # the tests' tiny CLIP (ovseg.testing)
         from ovseg.testing import tiny_clip_arch
@@ -129,6 +131,7 @@ def format_report(r):
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
+        import torch
         torch.set_num_threads(args.threads)
     if args.cache_dir:
         result = run(args, args.cache_dir)

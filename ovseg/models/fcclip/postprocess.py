@@ -30,6 +30,46 @@ def semantic_inference(mask_cls, mask_pred, mask_prob=None):
     return torch.einsum('qc,qhw->chw', probs, mask_pred.sigmoid() if mask_prob is None else mask_prob)
 
 
+def semantic_at_output(mask_cls, mask_up, img_size, out_size, class_chunk=64, keep_scores=True, flip_dims=None):
+    """FC-CLIP's semantic-only result, ``class_chunk`` classes at a time.
+
+    The class scores are computed on the masks at the padded input, cropped and resized to the output
+    (detectron2's ``sem_seg_postprocess`` order), one chunk of classes after the other, so that at most one
+    chunk (besides the output, when kept) is at full resolution: per class, the same operations as
+    :func:`semantic_inference` followed by :func:`resize_to_output`. The prediction is a running argmax
+    over the chunks (first index on ties, as ``argmax``).
+
+    Args:
+        mask_cls (Tensor): (Q, K + 1) class log-probabilities.
+        mask_up (Tensor): (Q, H_pad, W_pad) mask logits at the padded input; its sigmoid is taken in place.
+        img_size (tuple[int, int]): unpadded input size. out_size (tuple[int, int]): output size.
+        class_chunk (int): classes per chunk. Default 64.
+        keep_scores (bool): also return the (K, H, W) scores (ADE-847: 2.9 GB at 800 x 1067). Default True.
+        flip_dims (tuple, optional): flip the results back along these dims (test-time flip).
+
+    Returns:
+        tuple: (K, H, W) scores or None, (H, W) int64 prediction.
+    """
+    probs = F.softmax(mask_cls, dim=-1)[..., :-1]
+    mask_prob = mask_up.sigmoid_()
+    scores = best = pred = None
+    for start in range(0, probs.shape[-1], max(int(class_chunk), 1)):
+        part = resize_to_output(torch.einsum('qc,qhw->chw', probs[:, start:start + class_chunk], mask_prob),
+                                img_size, out_size)
+        if flip_dims:
+            part = part.flip(flip_dims)
+        if keep_scores:
+            scores = part.new_empty((probs.shape[-1], *part.shape[1:])) if scores is None else scores
+            scores[start:start + part.shape[0]] = part
+        value, index = part.max(dim=0)
+        if best is None:
+            best, pred = value, index
+        else:
+            better = value > best
+            best, pred = torch.where(better, value, best), torch.where(better, index + start, pred)
+    return scores, pred
+
+
 def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0, overlap_threshold=0.8,
                        mask_prob=None):
     """Non-overlapping segments: each pixel goes to the query with the highest score · mask probability.

@@ -23,7 +23,8 @@ val_dataloader = test_dataloader
 test_evaluator = dict(type='OVIoUMetric', convention='detectron2', ignore_index=65535)
 val_evaluator = test_evaluator
 vocabulary = 'fcclip/pc459'
-outputs = dict(semantic_on=True, panoptic_on=False, instance_on=False)
+# keep_seg_logits=False: the metrics read pred_sem_seg only; the (K, H, W) scores would hold GBs per image
+outputs = dict(semantic_on=True, panoptic_on=False, instance_on=False, keep_seg_logits=False)
 data_source = dict(
     resize='bytedance/fc-clip@a8dc32c862dfc1fe55dcf9287090e080d9ee5f50 configs/coco/panoptic-segmentation/'
            'maskformer2_R50_bs16_50ep.yaml -> Base-COCO-PanopticSegmentation.yaml INPUT.MIN_SIZE_TEST 800, '
