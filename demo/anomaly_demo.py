@@ -67,10 +67,10 @@ def main(argv=None):
     try:
         images = [load_image(p, max_pixels=args.max_pixels) for p in args.images]
         references = [load_image(p, max_pixels=args.max_pixels) for p in args.references or []] or None
-        with building(args.checkpoint):
+        with building(args.checkpoint) as watch:
             inferencer = AnomalyInferencer(args.config, checkpoint=args.checkpoint, device=args.device,
                                            random_weights=args.random_weights, max_pixels=args.max_pixels)
-        if args.checkpoint:
+        if args.checkpoint and not watch.confirmed:
             print(loaded_line(args.checkpoint, Path(args.config).name))
         results = inferencer(images, args.class_name, references=references, return_overlay=True)
     except WeightsUnavailableError as err:

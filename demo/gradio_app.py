@@ -187,10 +187,10 @@ def anomaly_factory(args):
         return None, str(err)
 
     def build():
-        with building(args.anomaly_checkpoint):
+        with building(args.anomaly_checkpoint) as watch:
             inferencer = build_anomaly_inferencer(args.anomaly_config, args.anomaly_checkpoint,
                                                   args.device, args.random_weights)
-        if args.anomaly_checkpoint:
+        if args.anomaly_checkpoint and not watch.confirmed:
             print(loaded_line(args.anomaly_checkpoint, 'the anomaly model'), flush=True)
         return inferencer
 

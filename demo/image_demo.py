@@ -85,11 +85,11 @@ def _run(args):
     vocab = args.vocab
     if vocab is None and Path(args.image).resolve() == DEFAULT_IMAGE:
         vocab = DEFAULT_VOCAB
-    with building(args.checkpoint):
+    with building(args.checkpoint) as watch:
         inferencer = OVSegInferencer(args.config, checkpoint=args.checkpoint, device=args.device,
                                      vocabulary=vocab, random_weights=args.random_weights,
                                      max_pixels=args.max_pixels)
-    if args.checkpoint:
+    if args.checkpoint and not watch.confirmed:
         print(loaded_line(args.checkpoint, Path(args.config).name))
     return inferencer(rgb, return_overlay=True, return_logits=False)
 

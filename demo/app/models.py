@@ -224,11 +224,11 @@ class ModelPool:
     def _build(self, spec):
         from ovseg.apis import OVSegInferencer
         # converted official checkpoints hold the trained parts only: the frozen CLIP keeps the config's
-        with building(spec.checkpoint):
+        with building(spec.checkpoint) as watch:
             inferencer = OVSegInferencer(spec.config, checkpoint=spec.checkpoint, device=self.device,
                                          random_weights=self.random_weights, max_pixels=self.max_pixels,
                                          cfg_options=spec.cfg_options or None, allow_missing_frozen=True)
-        if spec.checkpoint:
+        if spec.checkpoint and not watch.confirmed:
             print(loaded_line(spec.checkpoint, spec.label), flush=True)
         return inferencer
 

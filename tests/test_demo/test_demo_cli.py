@@ -2,6 +2,7 @@
 loads, the click mode only when asked for, a line confirming a loaded checkpoint."""
 import importlib.util
 import logging
+import re
 import subprocess
 import sys
 
@@ -98,24 +99,61 @@ def test_click_mode_only_when_asked_for(gradio_app_module, demo_files):
             ['--sam-random-weights', '--sam-checkpoint', str(demo_files['image'])]))
 
 
-def _full_checkpoint(services, path):
-    torch.save(services.pool.get().model.state_dict(), path)
-    return path
+def _checkpoints(services, folder):
+    """A full-model checkpoint and a bare open_clip state dict of the tiny model."""
+    state = services.pool.get().model.state_dict()
+    full, clip = folder / 'tiny.pth', folder / 'tiny_clip.pth'
+    torch.save(state, full)
+    prefix = 'backbone.clip.'
+    torch.save({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, clip)
+    return full, clip
 
 
-def test_loaded_checkpoints_are_confirmed(gradio_app_module, image_demo, services, demo_files,
-                                          tmp_path, capsys):
-    ckpt = _full_checkpoint(services, tmp_path / 'tiny.pth')
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    def take(self, capfd):
+        """ovseg's log lines (mmengine's logger) and the demo's printed lines since the last take."""
+        text = '\n'.join(self.lines) + '\n' + ''.join(capfd.readouterr())
+        self.lines = []
+        return text
+
+
+@pytest.fixture
+def ovseg_log():
+    from mmengine.logging import MMLogger
+    logger, handler = MMLogger.get_current_instance(), _Lines()
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def test_loaded_checkpoints_are_confirmed_once(gradio_app_module, image_demo, services, demo_files,
+                                               tmp_path, capfd, ovseg_log):
+    """ovseg confirms a full-model checkpoint itself; the demo adds its line only where ovseg is silent
+    (a bare open_clip state dict), so each load is confirmed exactly once."""
+    full, clip = _checkpoints(services, tmp_path)
     image = tmp_path / 'image.png'
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(image)
-    argv = [str(image), '--config', str(demo_files['segmentor']), '--checkpoint', str(ckpt),
-            '--vocab', 'cat, dog', '--out', str(tmp_path / 'out.png')]
-    assert image_demo.main(argv) == 0
-    assert f'Loaded checkpoint {ckpt} into tiny_segmentor.py' in capsys.readouterr().out
-    gradio_app_module.build_services(gradio_app_module.parse_args(
-        ['--config', str(demo_files['segmentor']), '--checkpoint', str(ckpt), '--anomaly-config',
-         'none', '--max-concurrent', '1']))
-    assert f'Loaded checkpoint {ckpt} into tiny_segmentor (weights_only' in capsys.readouterr().out
+    argv = [str(image), '--config', str(demo_files['segmentor']), '--vocab', 'cat, dog', '--force',
+            '--out', str(tmp_path / 'out.png')]
+    for ckpt in (full, clip):
+        assert image_demo.main(argv + ['--checkpoint', str(ckpt)]) == 0
+        out = ovseg_log.take(capfd)
+        assert len(re.findall(rf'Loaded .*{re.escape(str(ckpt))}', out)) == 1, out
+    assert f'Loaded checkpoint {clip} into tiny_segmentor.py (weights_only' in out
+    for ckpt in (full, clip):
+        gradio_app_module.build_services(gradio_app_module.parse_args(
+            ['--config', str(demo_files['segmentor']), '--checkpoint', str(ckpt), '--anomaly-config',
+             'none', '--max-concurrent', '1']))
+        out = ovseg_log.take(capfd)
+        assert len(re.findall(rf'Loaded .*{re.escape(str(ckpt))}', out)) == 1, out
+    assert f'Loaded checkpoint {clip} into tiny_segmentor (weights_only' in out
 
 
 def test_open_clip_random_init_warning_is_dropped_only_with_a_checkpoint(caplog):
