@@ -117,9 +117,9 @@ class DemoServices:
         return '  \n'.join(parts)
 
     @staticmethod
-    def _on_wait(progress):
+    def _on_wait(progress, why='Waiting for memory'):
         def tell(running):
-            progress(0.0, desc=f'Waiting for memory: {running} request(s) running')
+            progress(0.0, desc=f'{why}: {running} request(s) running')
         return tell
 
     @contextmanager
@@ -127,7 +127,8 @@ class DemoServices:
         """(spec, inferencer of its own) for one model call, admitted by the gate."""
         spec = self.pool.spec(label)
         if not self.pool.is_loaded(spec.label):
-            with self.gate.alone(self._on_wait(progress)):  # loading is measured by nobody
+            # loaded with nothing else in flight: the memory plan holds room for it, not for more
+            with self.gate.alone(self._on_wait(progress, f'Waiting to load {spec.label}')):
                 progress(0.1, desc=f'Loading {spec.label} (first use)')
                 self.pool.get(spec.label)
         with self.gate.slot((mode, spec.label), self._on_wait(progress)):
