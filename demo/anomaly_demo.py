@@ -52,16 +52,27 @@ def main(argv=None):
     if existing and not args.force:
         print(f'error: {existing[0]} already exists; choose another --out-dir or add --force.', file=sys.stderr)
         return 1
+    missing = [p for p in list(args.images) + list(args.references or []) if not Path(p).is_file()]
+    if missing:
+        print(f'error: image {missing[0]}: no such file.', file=sys.stderr)
+        return 1
+    # Imported here so --help and the refusals above answer without loading torch; the images are
+    # read (and any problem with them reported) before the model is built.
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
+    from demo.app.checkpoint_note import building, loaded_line
     from ovseg.apis import AnomalyInferencer, CheckpointMismatchError
     from ovseg.models.backbones.open_clip_loader import WeightsUnavailableError
-    from ovseg.utils.image_io import ImageLoadError
+    from ovseg.utils.image_io import ImageLoadError, load_image
     try:
-        inferencer = AnomalyInferencer(args.config, checkpoint=args.checkpoint, device=args.device,
-                                       random_weights=args.random_weights, max_pixels=args.max_pixels)
-        results = inferencer(list(args.images), args.class_name, references=args.references,
-                             return_overlay=True)
+        images = [load_image(p, max_pixels=args.max_pixels) for p in args.images]
+        references = [load_image(p, max_pixels=args.max_pixels) for p in args.references or []] or None
+        with building(args.checkpoint) as watch:
+            inferencer = AnomalyInferencer(args.config, checkpoint=args.checkpoint, device=args.device,
+                                           random_weights=args.random_weights, max_pixels=args.max_pixels)
+        if args.checkpoint and not watch.confirmed:
+            print(loaded_line(args.checkpoint, Path(args.config).name))
+        results = inferencer(images, args.class_name, references=references, return_overlay=True)
     except WeightsUnavailableError as err:
         print(f'{err} Re-run with --checkpoint PATH, or --random-weights for a smoke test.', file=sys.stderr)
         return 2

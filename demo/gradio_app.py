@@ -4,6 +4,7 @@ Examples::
 
     python demo/gradio_app.py                                   # MaskCLIP, http://127.0.0.1:7860
     python demo/gradio_app.py --random-weights                  # try the interface offline
+    python demo/gradio_app.py --random-weights --sam-random-weights  # ... with the click mode too
     python demo/gradio_app.py --model maskclip --model clip-dinoiser clip_dinoiser.pth \\
         --sam-checkpoint sam_vit_b_01ec64.pth --port 7861
     python demo/gradio_app.py --config my_config.py --checkpoint my.pth --device cuda
@@ -12,6 +13,7 @@ Examples::
 
 Models are chosen here, never from the page. Exit codes: 0 after the server stops; 1 bad arguments;
 2 pretrained weights unavailable (cached nowhere and no network).
+Under load, several requests run at once where memory allows (see CONCURRENCY_HELP, shown by --help).
 """
 import argparse
 import os
@@ -19,12 +21,24 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY_HELP = """\
+requests under load:
+  Model calls run up to --max-concurrent at once; the rest wait in the queue (--max-queue), and the
+  page shows each waiting user their place in it, then a progress line. The bound is printed at
+  startup. auto (the default) is N = min(CPU cores, budget // (2 x peak)), where
+    peak   = peak memory of a warm-up request (the default model on a --max-side square image,
+             measured at startup, alone), doubled for larger vocabularies and allocator variance;
+    budget = 0.8 x the memory available after it, minus room for --max-loaded - 1 more models of
+             the default model's size.
+  A mode or model used for the first time runs alone while its peak is measured; afterwards a
+  request starts only while the peaks of the requests in flight plus its own fit in the budget.
+  auto is 1 off the CPU (it measures host memory) or where memory cannot be read (non-Linux)."""
 # WinCLIP+: zero-shot WinCLIP without reference images, few-shot with the ones given in the page.
 DEFAULT_ANOMALY_CONFIG = REPO_ROOT / 'configs' / 'anomaly' / 'winclip_vit-b16-plus-240_1shot_mvtec.py'
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=CONCURRENCY_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=None,
                         help="first model: a preset (maskclip, clip-dinoiser, sam-refined, sam2-refined, "
@@ -35,7 +49,12 @@ def parse_args(argv=None):
                         help='another model for the drop-down: a preset or config file, optionally '
                              'followed by its checkpoint (repeatable)')
     parser.add_argument('--sam-checkpoint', default=None,
-                        help='SAM weights (official sam_vit_*.pth); enables the click/box mode')
+                        help='SAM weights (official sam_vit_*.pth); enables the click/box mode (loaded '
+                             'even with --random-weights: it names a local file)')
+    parser.add_argument('--sam-random-weights', action='store_true',
+                        help='enable the click/box mode with a random SAM (--sam-arch at '
+                             '--sam-image-size px: a vit_b at 1024 px more than doubles the memory; '
+                             'masks are meaningless). --random-weights alone leaves the mode off')
     parser.add_argument('--sam-arch', default='vit_b', choices=['vit_b', 'vit_l', 'vit_h', 'tiny'],
                         help="SAM image encoder (default vit_b; 'tiny' is for tests)")
     parser.add_argument('--sam-image-size', type=int, default=1024,
@@ -48,7 +67,8 @@ def parse_args(argv=None):
                              'and the sam2-refined preset)')
     parser.add_argument('--sam2-arch', default='hiera_l',
                         choices=['hiera_t', 'hiera_s', 'hiera_b+', 'hiera_l', 'tiny'],
-                        help="SAM 2 size with --random-weights (default hiera_l; 'tiny' is for tests)")
+                        help="SAM 2 size with --random-weights or --sam-random-weights (default "
+                             "hiera_l; 'tiny' is for tests)")
     parser.add_argument('--anomaly-config', default=str(DEFAULT_ANOMALY_CONFIG),
                         help="single-image anomaly config (default WinCLIP+: zero-shot, or few-shot with "
                              "reference images; AdaptCLIP needs --anomaly-checkpoint); 'none' hides the mode")
@@ -68,8 +88,23 @@ def parse_args(argv=None):
     parser.add_argument('--max-classes', type=int, default=50, help='classes per vocabulary')
     parser.add_argument('--max-loaded', type=int, default=2, help='models kept in memory at once')
     parser.add_argument('--max-queue', type=int, default=64, help='requests waiting at most')
+    parser.add_argument('--max-concurrent', default='auto', type=_concurrency,
+                        help="model calls running at once: N (memory is not checked) or 'auto' "
+                             "(default): measured at startup, see 'requests under load' below")
     parser.add_argument('--no-examples', action='store_true', help='no example images')
     return parser.parse_args(argv)
+
+
+def _concurrency(text):
+    if text == 'auto':
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1, got {text!r}")
+    return value
 
 
 def _ensure_importable():
@@ -101,9 +136,11 @@ def model_specs(args):
 
 
 def sam2_factory(args):
-    """(factory, '') for the click/box mode on SAM 2; the weights are looked up now (fail fast offline)."""
+    """(factory, '') for the click/box mode on SAM 2 (asked for by ``--sam-backend sam2``): random with
+    --random-weights or --sam-random-weights, else the weights of --sam2-model, looked up now (fail fast
+    offline)."""
     from ovseg.models.proposals import SAM2Predictor
-    if args.random_weights:
+    if args.random_weights or args.sam_random_weights:
         return lambda: SAM2Predictor(arch=args.sam2_arch).to(args.device), ''
     from ovseg.models.proposals.hf_weights import resolve_model_folder
     folder = resolve_model_folder(args.sam2_model)  # WeightsUnavailableError: exit code 2
@@ -118,16 +155,22 @@ def sam_factory(args):
         return None, f'this ovseg has no interactive SAM prompter ({err}).'
     if args.sam_backend == 'sam2':
         return sam2_factory(args)
-    if args.sam_checkpoint is None and not args.random_weights:
-        return None, ('start the demo with `--sam-checkpoint sam_vit_b_01ec64.pth` (SAM weights) '
-                      'or `--random-weights`.')
+    from demo.app.checkpoint_note import loaded_line
+    if args.sam_checkpoint is not None and args.sam_random_weights:
+        raise ValueError('--sam-checkpoint and --sam-random-weights exclude each other; give one.')
+    if args.sam_checkpoint is None and not args.sam_random_weights:
+        return None, ('start the demo with `--sam-checkpoint sam_vit_b_01ec64.pth` (SAM weights), '
+                      'or with `--sam-random-weights` to try it with a random SAM.')
     if args.sam_checkpoint is not None and not Path(args.sam_checkpoint).is_file():
         raise ValueError(f'--sam-checkpoint {args.sam_checkpoint}: no such file.')
-    checkpoint = None if args.random_weights else args.sam_checkpoint
+    checkpoint = args.sam_checkpoint
 
     def build():
-        return SAMPredictor(arch=args.sam_arch, checkpoint=checkpoint,
-                            image_size=args.sam_image_size).to(args.device)
+        sam = SAMPredictor(arch=args.sam_arch, checkpoint=checkpoint,
+                           image_size=args.sam_image_size).to(args.device)
+        if checkpoint is not None:
+            print(loaded_line(checkpoint, f'SAM {args.sam_arch} (click/box mode)'), flush=True)
+        return sam
 
     return build, ''
 
@@ -135,6 +178,7 @@ def sam_factory(args):
 def anomaly_factory(args):
     """(factory or None, reason) for the anomaly mode."""
     from demo.app.anomaly import AnomalyUnavailable, build_anomaly_inferencer, check_anomaly_config
+    from demo.app.checkpoint_note import building, loaded_line
     if str(args.anomaly_config).lower() == 'none':
         return None, 'disabled with `--anomaly-config none`.'
     try:
@@ -143,14 +187,45 @@ def anomaly_factory(args):
         return None, str(err)
 
     def build():
-        return build_anomaly_inferencer(args.anomaly_config, args.anomaly_checkpoint, args.device,
-                                        args.random_weights)
+        with building(args.anomaly_checkpoint) as watch:
+            inferencer = build_anomaly_inferencer(args.anomaly_config, args.anomaly_checkpoint,
+                                                  args.device, args.random_weights)
+        if args.anomaly_checkpoint and not watch.confirmed:
+            print(loaded_line(args.anomaly_checkpoint, 'the anomaly model'), flush=True)
+        return inferencer
 
     return build, ''
 
 
+def plan_capacity(args, services, model_bytes):
+    """Set the gate's bound (``--max-concurrent``; see the module docstring); returns a sentence
+    saying how many requests run at once and why."""
+    from demo.app import capacity
+    gate = services.gate
+    if args.max_concurrent != 'auto':
+        gate.configure(args.max_concurrent, None, f'{args.max_concurrent} request(s) at once '
+                                                  f'(--max-concurrent; memory is not checked)')
+    elif not str(args.device).startswith('cpu'):
+        gate.configure(1, None, f'1 request at once (auto measures host memory only; on {args.device} '
+                                f'give --max-concurrent N)')
+    elif not capacity.memory_measurable():
+        gate.configure(1, None, '1 request at once (auto: memory cannot be measured here; give '
+                                '--max-concurrent N)')
+    else:
+        gate.configure(1, 1 << 62, 'measuring')  # the warm-up runs alone and is measured
+        seconds = services.warm_up()
+        peak = gate.peaks[('text', services.pool.default_label)]
+        count, budget, why = capacity.plan_concurrency(
+            peak, capacity.available_memory(), model_bytes, args.max_loaded, capacity.cpu_cores())
+        gate.configure(count, budget, why + f'; warm-up {args.max_side}x{args.max_side} px: '
+                                            f'{seconds:.1f} s')
+    return gate.description
+
+
 def build_services(args):
-    """Parse the models, load the default one (fail fast on missing weights), set up the modes."""
+    """Parse the models, load the default one (fail fast on missing weights), set up the modes and
+    the bound on concurrent requests."""
+    from demo.app.capacity import memory_measurable, rss_bytes
     from demo.app.limits import InputLimits
     from demo.app.models import ModelPool
     from demo.app.services import DemoServices
@@ -158,10 +233,14 @@ def build_services(args):
                          max_upload_mb=args.max_upload_mb, max_classes=args.max_classes)
     pool = ModelPool(model_specs(args), device=args.device, random_weights=args.random_weights,
                      max_loaded=args.max_loaded)
+    before = rss_bytes() if memory_measurable() else 0
     pool.get(pool.default_label)
+    model_bytes = max(0, rss_bytes() - before) if before else 0
     sam, sam_reason = sam_factory(args)
     anomaly, anomaly_reason = anomaly_factory(args)
-    return DemoServices(pool, limits, sam, sam_reason, anomaly, anomaly_reason)
+    services = DemoServices(pool, limits, sam, sam_reason, anomaly, anomaly_reason)
+    plan_capacity(args, services, model_bytes)
+    return services
 
 
 def main(argv=None):
@@ -183,6 +262,7 @@ def main(argv=None):
     from demo.app.ui import build_app, launch_app
     if args.random_weights:
         print('NOTE: --random-weights: every model has random weights; results are meaningless.')
+    print(f'Serving {services.gate.description}.', flush=True)
     app = build_app(services, examples=not args.no_examples)
     launch_app(app, services, host=args.host, port=args.port, max_queue=args.max_queue)
     return 0

@@ -54,11 +54,13 @@ def format_shares(shares):
     return '\n'.join(lines)
 
 
-def _ensure_ovseg_importable():
-    """Let the demo run from a source checkout without ``pip install -e .``."""
+def _ensure_importable():
+    """Let the demo run from a source checkout without ``pip install -e .`` (``demo.app`` too)."""
     import importlib.util
     if importlib.util.find_spec('ovseg') is None and (REPO_ROOT / 'ovseg').is_dir():
         sys.path.insert(0, str(REPO_ROOT))
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))
 
 
 def _output_path(args):
@@ -74,15 +76,22 @@ def _save_png(path, rgb):
 
 
 def _run(args):
-    """Build the inferencer and segment the image; returns the result dict."""
+    """Read the image (its problems are reported before the model loads), build the inferencer and
+    segment the image; returns the result dict."""
+    from demo.app.checkpoint_note import building, loaded_line
     from ovseg.apis import OVSegInferencer
+    from ovseg.utils.image_io import load_image
+    rgb = load_image(args.image, max_pixels=args.max_pixels)
     vocab = args.vocab
     if vocab is None and Path(args.image).resolve() == DEFAULT_IMAGE:
         vocab = DEFAULT_VOCAB
-    inferencer = OVSegInferencer(args.config, checkpoint=args.checkpoint, device=args.device,
-                                 vocabulary=vocab, random_weights=args.random_weights,
-                                 max_pixels=args.max_pixels)
-    return inferencer(args.image, return_overlay=True, return_logits=False)
+    with building(args.checkpoint) as watch:
+        inferencer = OVSegInferencer(args.config, checkpoint=args.checkpoint, device=args.device,
+                                     vocabulary=vocab, random_weights=args.random_weights,
+                                     max_pixels=args.max_pixels)
+    if args.checkpoint and not watch.confirmed:
+        print(loaded_line(args.checkpoint, Path(args.config).name))
+    return inferencer(rgb, return_overlay=True, return_logits=False)
 
 
 def main(argv=None):
@@ -93,8 +102,13 @@ def main(argv=None):
         print(f'error: {out} already exists; choose another --out or add --force to overwrite it.',
               file=sys.stderr)
         return 1
-    # Imported here so --help and the refusal above answer without loading torch.
-    _ensure_ovseg_importable()
+    if not Path(args.image).is_file():
+        print(f'error: image {args.image}: ' + ('is a directory, not a file.' if Path(args.image).is_dir()
+                                                else 'no such file.'), file=sys.stderr)
+        return 1
+    # Imported here so --help and the refusals above answer without loading torch; the image is read
+    # (and any problem with it reported) before the model is built.
+    _ensure_importable()
     from ovseg.apis import CheckpointMismatchError
     from ovseg.models.backbones.open_clip_loader import WeightsUnavailableError
     from ovseg.text import VocabularyError

@@ -13,11 +13,15 @@ A model is named on the command line (never from the page) by a preset key or a 
 The page shows the labels of these models in a drop-down and sends a label back; labels that the
 server does not know are refused.
 """
+import copy
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from demo.app.checkpoint_note import building, loaded_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,6 +149,25 @@ def label_for_config(config):
     return Path(config).stem
 
 
+def share_weights_copy(obj):
+    """A deep copy of ``obj`` (an inferencer) that shares the tensors of its modules.
+
+    Parameters, buffers and tensor attributes of every ``nn.Module`` attribute of ``obj`` are the
+    same objects in the copy; the rest (the active vocabulary, text-embedding memory, a prompt session)
+    is the copy's own. Inference never writes to weights, so copies can run in parallel threads for
+    the memory of one model.
+    """
+    import torch
+    memo = {}
+    for value in getattr(obj, '__dict__', {}).values():
+        if isinstance(value, torch.nn.Module):
+            for module in value.modules():
+                tensors = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+                tensors += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]
+                memo.update((id(t), t) for t in tensors)
+    return copy.deepcopy(obj, memo)
+
+
 class ModelPool:
     """Builds inferencers on first use and keeps the ``max_loaded`` most recently used.
 
@@ -155,9 +178,10 @@ class ModelPool:
         max_loaded (int): models kept in memory at once. Default 2.
         max_pixels (int, optional): passed to the inferencers.
         builder (callable, optional): ``builder(spec) -> inferencer``; default builds an
-            :class:`ovseg.apis.OVSegInferencer`.
+            :class:`ovseg.apis.OVSegInferencer` (printing a line that confirms its checkpoint).
 
-    Callers serialise the use of a returned inferencer (the app runs one model call at a time).
+    Requests run on :meth:`lease`: each gets an inferencer of its own that shares the model's
+    weights (:func:`share_weights_copy`), so requests of one model can run in parallel.
     """
 
     def __init__(self, specs, device='cpu', random_weights=False, max_loaded=2, max_pixels=None,
@@ -174,7 +198,7 @@ class ModelPool:
         self.max_pixels = max_pixels
         self._builder = builder or self._build
         self._loaded = OrderedDict()
-        self._extras = {}
+        self._idle = {}  # label -> inferencers (weight-sharing copies) free for the next request
         self._lock = threading.Lock()
 
     @property
@@ -200,12 +224,19 @@ class ModelPool:
     def _build(self, spec):
         from ovseg.apis import OVSegInferencer
         # converted official checkpoints hold the trained parts only: the frozen CLIP keeps the config's
-        return OVSegInferencer(spec.config, checkpoint=spec.checkpoint, device=self.device,
-                               random_weights=self.random_weights, max_pixels=self.max_pixels,
-                               cfg_options=spec.cfg_options or None, allow_missing_frozen=True)
+        with building(spec.checkpoint) as watch:
+            inferencer = OVSegInferencer(spec.config, checkpoint=spec.checkpoint, device=self.device,
+                                         random_weights=self.random_weights, max_pixels=self.max_pixels,
+                                         cfg_options=spec.cfg_options or None, allow_missing_frozen=True)
+        if spec.checkpoint and not watch.confirmed:
+            print(loaded_line(spec.checkpoint, spec.label), flush=True)
+        return inferencer
 
     def get(self, label=None):
-        """The inferencer of ``label`` (built now if needed; the least recently used is dropped)."""
+        """The loaded model of ``label`` (built now if needed; the least recently used is dropped).
+
+        Requests use :meth:`lease` instead: this inferencer is the template of their copies.
+        """
         spec = self.spec(label)
         with self._lock:
             if spec.label in self._loaded:
@@ -215,14 +246,26 @@ class ModelPool:
             self._loaded[spec.label] = inferencer
             while len(self._loaded) > self.max_loaded:
                 dropped, _ = self._loaded.popitem(last=False)
-                self._extras.pop(dropped, None)
+                self._idle.pop(dropped, None)
             return inferencer
 
-    def extra(self, label, key, factory):
-        """Per-model companion object (e.g. an interactive prompter), dropped with the model."""
+    @contextmanager
+    def lease(self, label=None):
+        """An inferencer of ``label`` for one request alone (loaded now if needed).
+
+        It is a copy sharing the loaded model's weights, kept for later requests while the model
+        stays loaded (a model dropped meanwhile is freed when its last request ends).
+        """
         spec = self.spec(label)
+        template = self.get(spec.label)
         with self._lock:
-            store = self._extras.setdefault(spec.label, {})
-            if key not in store:
-                store[key] = factory()
-            return store[key]
+            idle = self._idle.setdefault(spec.label, [])
+            inferencer = idle.pop() if idle else None
+        if inferencer is None:
+            inferencer = share_weights_copy(template)
+        try:
+            yield inferencer
+        finally:
+            with self._lock:
+                if self._loaded.get(spec.label) is template:
+                    self._idle.setdefault(spec.label, []).append(inferencer)

@@ -1,15 +1,17 @@
 """The demo's request functions, independent of Gradio: text, click/box and anomaly modes.
 
-Call graph (one model call at a time, under ``DemoServices.lock``)::
+Call graph (model calls run under ``DemoServices.gate``: several at once where memory allows, see
+``demo.app.capacity``; each on an inferencer of its own from ``pool.lease``)::
 
     segment_text(image, vocabulary, model)
-      └─ load_upload (limits, downscale) ─ parse_vocabulary ─ pool.get(model) ─ inferencer(...)
-         ─ overlay with legend + shares table
+      └─ load_upload (limits, downscale) ─ parse_vocabulary ─ gate.slot ─ pool.lease(model)
+         ─ inferencer(...) ─ overlay with legend + shares table
     add_click(image, prompts, action, x, y)       prompt text + preview (no model)
     segment_prompts(image, vocabulary, prompts, model)
       └─ parse_prompts ─ group_objects ─ inferencer.prompt (SAM masks, mask-pooled CLIP labels)
     detect_anomaly(image, object name, references)
-      └─ AnomalyInferencer (ovseg.apis; references for few-shot methods) ─ heat map + image score
+      └─ AnomalyInferencer (ovseg.apis; references for few-shot methods; one request at a time, as
+         it holds the request's references) ─ heat map + image score
 
 Every function returns plain values (RGB arrays, HTML, a Markdown status) or raises an exception
 whose message is meant for the page (see ``PAGE_ERRORS``).
@@ -17,11 +19,14 @@ whose message is meant for the page (see ``PAGE_ERRORS``).
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
 from demo.app.anomaly import AnomalyUnavailable
+from demo.app.capacity import RequestGate
 from demo.app.limits import (DemoInputError, InputLimits, load_upload, parse_object_name,
                              parse_references, parse_vocabulary)
 from demo.app.prompts import add_click as add_click_text
@@ -37,8 +42,12 @@ def _no_progress(*args, **kwargs):
     """Stand-in for gr.Progress outside Gradio."""
 
 
+# Vocabulary of the warm-up request that measures the default model's memory (see warm_up).
+WARM_UP_VOCABULARY = ('object', 'sky')
+
+
 class DemoServices:
-    """State shared by all requests: the model pool, SAM, the anomaly model, limits and a lock.
+    """State shared by all requests: the model pool, SAM, the anomaly model, limits and the gate.
 
     Args:
         pool (ModelPool): the segmentation models.
@@ -49,16 +58,20 @@ class DemoServices:
             anomaly mode.
         anomaly_reason (str): why the anomaly mode is disabled.
         image_cache (int): decoded uploads kept (by file path, size and time). Default 4.
+        gate (RequestGate, optional): admits model calls. Default ``RequestGate(1)``: one at a time.
     """
 
     def __init__(self, pool, limits=None, sam_factory=None, sam_reason='', anomaly_factory=None,
-                 anomaly_reason='', image_cache=4):
+                 anomaly_reason='', image_cache=4, gate=None):
         self.pool = pool
         self.limits = limits or InputLimits()
         self._sam_factory, self.sam_reason = sam_factory, sam_reason
         self._anomaly_factory, self.anomaly_reason = anomaly_factory, anomaly_reason
-        self.lock = threading.RLock()
+        self.gate = gate or RequestGate(1)
+        self._sam_lock = threading.Lock()
+        self._anomaly_lock = threading.Lock()
         self._sam = None
+        self._sam_given = weakref.WeakKeyDictionary()  # inferencer -> the SAM it was given
         self._anomaly = None
         self._images = OrderedDict()
         self._image_cache = max(0, int(image_cache))
@@ -71,6 +84,11 @@ class DemoServices:
     @property
     def anomaly_available(self):
         return self._anomaly_factory is not None
+
+    @property
+    def max_concurrent(self):
+        """int: model calls that may run at once (the page's queue runs this many)."""
+        return self.gate.max_in_flight
 
     # ------------------------------------------------------------------------------ inputs
     def image(self, source):
@@ -98,11 +116,35 @@ class DemoServices:
             parts.append(RANDOM_NOTE)
         return '  \n'.join(parts)
 
-    def _model(self, label, progress):
+    @staticmethod
+    def _on_wait(progress, why='Waiting for memory'):
+        def tell(running):
+            progress(0.0, desc=f'{why}: {running} request(s) running')
+        return tell
+
+    @contextmanager
+    def _leased(self, mode, label, progress):
+        """(spec, inferencer of its own) for one model call, admitted by the gate."""
         spec = self.pool.spec(label)
         if not self.pool.is_loaded(spec.label):
-            progress(0.1, desc=f'Loading {spec.label} (first use)')
-        return spec, self.pool.get(spec.label)
+            # loaded with nothing else in flight: the memory plan holds room for it, not for more
+            with self.gate.alone(self._on_wait(progress, f'Waiting to load {spec.label}')):
+                progress(0.1, desc=f'Loading {spec.label} (first use)')
+                self.pool.get(spec.label)
+        with self.gate.slot((mode, spec.label), self._on_wait(progress)):
+            with self.pool.lease(spec.label) as inferencer:
+                yield spec, inferencer
+
+    def warm_up(self):
+        """Segment a ``--max-side`` square image with the default model (the gate measures the
+        peak memory of the call when it has a budget). Returns the seconds it took."""
+        started = time.monotonic()
+        side = self.limits.max_side
+        rgb = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        with self._leased('text', None, _no_progress) as (_, inferencer):
+            inferencer(rgb, vocabulary=list(WARM_UP_VOCABULARY), return_overlay=True,
+                       return_logits=False)
+        return time.monotonic() - started
 
     # ---------------------------------------------------------------------------- text mode
     def segment_text(self, image, vocabulary, model=None, progress=_no_progress):
@@ -110,8 +152,7 @@ class DemoServices:
         started = time.monotonic()
         work = self.image(image)
         classes = parse_vocabulary(vocabulary, self.limits)
-        with self.lock:
-            spec, inferencer = self._model(model, progress)
+        with self._leased('text', model, progress) as (spec, inferencer):
             progress(0.5, desc='Segmenting')
             result = inferencer(work.rgb, vocabulary=classes, return_overlay=True,
                                 return_logits=False)
@@ -149,16 +190,19 @@ class DemoServices:
         work = self.image(image)
         return draw_prompts(work.rgb, parse_prompts(prompts, self.limits), work.scale)
 
-    def _with_sam(self, label, inferencer):
-        """Give the model's inferencer the shared SAM (once per loaded model)."""
+    def _with_sam(self, inferencer):
+        """Give the request's inferencer the shared SAM (once per inferencer)."""
         sam = self._get_sam()
-        self.pool.extra(label, 'sam', lambda: inferencer.set_sam(sam) or True)
+        if self._sam_given.get(inferencer) is not sam:
+            inferencer.set_sam(sam)
+            self._sam_given[inferencer] = sam
 
     def _get_sam(self):
         if self._sam_factory is None:
             raise DemoInputError(self.sam_reason or 'The click/box mode is not available.')
-        if self._sam is None:
-            self._sam = self._sam_factory()
+        with self._sam_lock:
+            if self._sam is None:
+                self._sam = self._sam_factory()
         return self._sam
 
     def segment_prompts(self, image, vocabulary, prompts, model=None, progress=_no_progress):
@@ -174,10 +218,9 @@ class DemoServices:
         if not objects:
             raise DemoInputError('Click on the image to add a positive point (or two box corners) '
                                  'first.')
-        with self.lock:
-            spec, inferencer = self._model(model, progress)
+        with self._leased('click', model, progress) as (spec, inferencer):
             inferencer.set_vocabulary(classes)
-            self._with_sam(spec.label, inferencer)
+            self._with_sam(inferencer)
             progress(0.3, desc='Embedding the image (SAM and CLIP, once per image) and decoding '
                                'masks')
             found = [self._one_object(inferencer, work.rgb, obj, work.scale) for obj in objects]
@@ -227,7 +270,7 @@ class DemoServices:
         work = self.image(image)
         name = parse_object_name(object_name, self.limits)
         refs = [self.image(source).rgb for source in parse_references(references, self.limits)]
-        with self.lock:
+        with self._anomaly_lock, self.gate.slot(('anomaly', ''), self._on_wait(progress)):
             inferencer = self._get_anomaly(progress)
             if refs and not inferencer.uses_references:
                 raise DemoInputError('This anomaly model is zero-shot and does not use reference images: '

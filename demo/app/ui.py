@@ -6,8 +6,12 @@ Public API endpoints (also used by ``gradio_client``)::
     /segment_prompts  (image, vocabulary, prompts, model)   -> (overlay, objects HTML, status)
     /detect_anomaly   (image, object name, reference images) -> (heat map, scores HTML, status)
 
-Every model call is queued in one concurrency group (one at a time); input problems and model
-errors become ``gr.Error`` messages in the page, and the server keeps serving.
+Every model call is queued in one concurrency group that runs ``services.max_concurrent`` calls at
+once (the bound of ``demo.app.capacity``); Gradio tells each waiting client its place in the queue and
+an estimated wait (``queue: 3/12 | 4.1/20.0s`` over the outputs; ``rank``/``queue_size``/``eta`` in
+``gradio_client``'s job status), on joining and whenever a call ends, then the call's progress lines.
+Input problems and model errors become ``gr.Error`` messages in the page, and the server keeps
+serving.
 """
 import html
 import logging
@@ -134,7 +138,8 @@ def _text_tab(services, image, vocabulary, model):
         return guarded(services.segment_text, image_file, vocab, model_label, progress=progress)
 
     gr.on([button.click, vocabulary.submit], segment, [image, vocabulary, model], list(outputs),
-          api_name='segment', concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+          api_name='segment', concurrency_id=MODEL_QUEUE,
+          concurrency_limit=services.max_concurrent)
 
 
 def _click_tab(services, image, vocabulary, model):
@@ -157,7 +162,8 @@ def _click_tab(services, image, vocabulary, model):
                        progress=progress)
 
     run.click(segment, [image, vocabulary, prompts, model], list(outputs),
-              api_name='segment_prompts', concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+              api_name='segment_prompts', concurrency_id=MODEL_QUEUE,
+              concurrency_limit=services.max_concurrent)
     clear.click(lambda image_file: ('', guarded(services.preview, image_file, '')), [image],
                 [prompts, outputs[0]], api_visibility='private')
     return action, prompts, outputs[0]
@@ -179,7 +185,8 @@ def _anomaly_tab(services, image, object_name):
                        progress=progress)
 
     button.click(detect, [image, object_name, references], list(outputs),
-                 api_name='detect_anomaly', concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+                 api_name='detect_anomaly', concurrency_id=MODEL_QUEUE,
+                 concurrency_limit=services.max_concurrent)
 
 
 def _wire_clicks(services, tabs, image, action, prompts, preview):
@@ -233,14 +240,14 @@ def build_app(services, title='ovseg demo', examples=True):
 
 def launch_app(app, services, host='127.0.0.1', port=7860, max_queue=64, quiet=False,
                prevent_thread_lock=False):
-    """Queue (bounded) and serve the page.
+    """Queue (bounded; status sent to waiting clients whenever a call ends) and serve the page.
 
     The theme uses system fonts (no web-font requests, so the page works offline); Gradio's run
     history (which can connect the page to a Hugging Face bucket) and MCP server are off.
     """
     theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
                               font_mono=['ui-monospace', 'monospace'])
-    app.queue(default_concurrency_limit=1, max_size=max_queue)
+    app.queue(status_update_rate='auto', default_concurrency_limit=1, max_size=max_queue)
     return app.launch(server_name=host, server_port=port, theme=theme, css=CSS, quiet=quiet,
                       max_file_size=f'{services.limits.max_upload_mb:g}mb', show_error=False,
                       prevent_thread_lock=prevent_thread_lock, ssr_mode=False,

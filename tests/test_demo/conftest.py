@@ -66,7 +66,7 @@ def live_app(services):
 
 @pytest.fixture(scope='session')
 def cli_server(demo_files, tmp_path_factory):
-    """``python demo/gradio_app.py ...`` in a subprocess: (url, Popen). Stopped at the end."""
+    """``python demo/gradio_app.py ...`` in a subprocess: (url, Popen, log file). Stopped at the end."""
     pytest.importorskip('gradio')
     port = free_port()
     log = tmp_path_factory.mktemp('server') / 'server.log'
@@ -85,7 +85,7 @@ def cli_server(demo_files, tmp_path_factory):
         proc.kill()
         proc.wait()
         raise RuntimeError(f'demo server failed to start; log:\n{log.read_text()[-3000:]}')
-    yield url, proc
+    yield url, proc, log
     proc.terminate()
     try:
         proc.wait(timeout=20)

@@ -52,8 +52,9 @@ def write_blank_png(path, width, height):
 
 def app_argv(files, port=None, extra=()):
     """Command-line arguments of the demo with tiny random models."""
-    argv = ['--config', str(files['segmentor']), '--random-weights', '--sam-arch', 'tiny',
-            '--sam-image-size', '256', '--anomaly-config', str(files['anomaly']), '--no-examples']
+    argv = ['--config', str(files['segmentor']), '--random-weights', '--sam-random-weights',
+            '--sam-arch', 'tiny', '--sam-image-size', '256', '--anomaly-config', str(files['anomaly']),
+            '--no-examples']
     if port is not None:
         argv += ['--host', '127.0.0.1', '--port', str(port)]
     return argv + list(extra)

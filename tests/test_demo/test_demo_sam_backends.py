@@ -19,7 +19,8 @@ def test_presets_name_the_sam2_and_sam3_configs():
 
 
 def test_click_mode_backend_is_chosen_on_the_command_line(gradio_app_module, monkeypatch):
-    args = gradio_app_module.parse_args(['--random-weights', '--sam-arch', 'tiny', '--sam-image-size', '256'])
+    args = gradio_app_module.parse_args(['--random-weights', '--sam-random-weights', '--sam-arch', 'tiny',
+                                         '--sam-image-size', '256'])
     assert args.sam_backend == 'segment-anything' and args.sam2_model == 'facebook/sam2.1-hiera-large'
     factory, _ = gradio_app_module.sam_factory(args)
     assert isinstance(factory(), SAMPredictor)

@@ -179,4 +179,4 @@ def test_cli_exit_codes(gradio_app_module, demo_files, tmp_path, monkeypatch, ca
 
 def app_argv_with(files, extra):
     from demo_test_utils import app_argv
-    return [a for a in app_argv(files, extra=extra) if a != '--random-weights']
+    return [a for a in app_argv(files, extra=extra) if a not in ('--random-weights', '--sam-random-weights')]
