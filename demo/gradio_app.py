@@ -150,7 +150,8 @@ def sam2_factory(args):
 def sam_factory(args):
     """(factory or None, reason) for the click/box mode."""
     try:
-        from ovseg.models.proposals import InteractivePrompter, SAMPredictor  # noqa: F401
+        from ovseg.apis.interactive import InteractivePrompter  # noqa: F401
+        from ovseg.models.proposals import SAMPredictor  # noqa: F401
     except ImportError as err:
         return None, f'this ovseg has no interactive SAM prompter ({err}).'
     if args.sam_backend == 'sam2':

@@ -57,7 +57,7 @@ class PromptSession:
     """
 
     def __init__(self, segmentor, sam, clip_short_side=448):
-        from ovseg.models.proposals import InteractivePrompter  # SAM is optional for text mode
+        from ovseg.apis.interactive import InteractivePrompter  # SAM is optional for text mode
         self.prompter = InteractivePrompter(segmentor, sam=sam, clip_short_side=clip_short_side)
         device = next(segmentor.parameters()).device
         self.prompter.sam.to(device).eval()

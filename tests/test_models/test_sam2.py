@@ -220,7 +220,7 @@ def test_square_region_prompts():
 
 
 def test_interactive_clicks_equal_transformers(sam2, processor, image):
-    from ovseg.models.proposals import InteractivePrompter
+    from ovseg.apis.interactive import InteractivePrompter
     segmentor = MODELS.build(tiny_maskclip_cfg(['cat', 'dog', 'grass'])).eval()
     prompter = InteractivePrompter(segmentor, sam=sam2, clip_short_side=64)
     prompter.set_image(image)

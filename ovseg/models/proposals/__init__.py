@@ -2,16 +2,15 @@
 automatic proposals, Trident-style refinement of coarse maps and click/box prompts; SAM 3 text prompts."""
 from .automatic import MaskProposals, SAMAutomaticProposals
 from .coarse_regions import CoarseRegions, RegionPrompts, build_region_prompts, find_coarse_regions
-from .interactive import InteractivePrompter, InteractiveResult
-from .mask_pooling import classify_pooled, mask_cell_weights, masks_to_scores
+from .mask_pooling import mask_cell_weights, masks_to_scores, pool_features
 from .sam import SAM_ARCHS, SAMImage, SAMMasks, SAMPredictor, build_sam_model, check_prompts
 from .sam2 import SAM2_ARCHS, SAM2_MODEL_IDS, SAM2Image, SAM2Predictor, build_sam2_config
 from .sam3 import SAM3_ARCHS, SAM3_MODEL_ID, SAM3Image, SAM3Text, SAM3TextPrompter, build_sam3_config
 from .sam_refine import RefineResult, SAMRefiner, merge_refinement, packing_scores
 
-__all__ = ['CoarseRegions', 'InteractivePrompter', 'InteractiveResult', 'MaskProposals', 'RefineResult',
+__all__ = ['CoarseRegions', 'MaskProposals', 'RefineResult',
            'RegionPrompts', 'SAM2Image', 'SAM2Predictor', 'SAM2_ARCHS', 'SAM2_MODEL_IDS', 'SAM3Image',
            'SAM3Text', 'SAM3TextPrompter', 'SAM3_ARCHS', 'SAM3_MODEL_ID', 'SAMAutomaticProposals', 'SAMImage',
            'SAMMasks', 'SAMPredictor', 'SAMRefiner', 'SAM_ARCHS', 'build_region_prompts', 'build_sam2_config',
-           'build_sam3_config', 'build_sam_model', 'check_prompts', 'classify_pooled', 'find_coarse_regions',
-           'mask_cell_weights', 'masks_to_scores', 'merge_refinement', 'packing_scores']
+           'build_sam3_config', 'build_sam_model', 'check_prompts', 'find_coarse_regions',
+           'mask_cell_weights', 'masks_to_scores', 'merge_refinement', 'packing_scores', 'pool_features']

@@ -2,7 +2,6 @@
 import torch
 import torch.nn.functional as F
 
-from ovseg.models.utils.prob_rules import apply_background
 
 OVERLAP_RULES = ('mean', 'smallest', 'best_iou')
 
@@ -23,27 +22,6 @@ def mask_cell_weights(masks, grid):
 def pool_features(weights, dense):
     """(N, hw) weights and (C, h, w) features -> (N, C) weighted feature sums."""
     return weights @ dense.float().flatten(1).transpose(0, 1)
-
-
-def classify_pooled(segmentor, pooled, objectness=None):
-    """Class probabilities of pooled features with a segmentor's text classifier, head and background rule.
-
-    Args:
-        segmentor (OVSegmentor): gives ``head``, ``class_embeddings()``, ``background_index`` and
-            ``background`` (its current vocabulary).
-        pooled (Tensor): (N, C) features in the joint image-text space.
-        objectness (Tensor, optional): (N,) pooled objectness for the background rule.
-
-    Returns:
-        Tensor: (N, K) probabilities.
-    """
-    logits = segmentor.head(pooled.transpose(0, 1)[None, :, :, None], segmentor.class_embeddings())
-    probs = logits.softmax(dim=1)
-    if segmentor.background_index is not None:
-        obj = None if objectness is None else objectness[None, None, :, None]
-        probs = apply_background(probs, segmentor.background_index, segmentor.background.get('thresh'), obj,
-                                 segmentor.background.get('objectness_thresh', 0.5))
-    return probs[0, :, :, 0].transpose(0, 1)
 
 
 def masks_to_scores(masks, mask_probs, fallback, rule='mean', iou=None, chunk=32):

@@ -122,6 +122,25 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
                 feats = self.refiner(feats)
         return feats
 
+    def classify_pooled(self, pooled, objectness=None):
+        """Class probabilities of pooled features (mask proposals, SAM prompts) with this segmentor's text
+        classifier, head and background rule.
+
+        Args:
+            pooled (Tensor): (N, C) features in the joint image-text space.
+            objectness (Tensor, optional): (N,) pooled objectness for the background rule.
+
+        Returns:
+            Tensor: (N, K) probabilities.
+        """
+        logits = self.head(pooled.transpose(0, 1)[None, :, :, None], self.class_embeddings())
+        probs = logits.softmax(dim=1)
+        if self.background_index is not None:
+            obj = None if objectness is None else objectness[None, None, :, None]
+            probs = apply_background(probs, self.background_index, self.background.get('thresh'), obj,
+                                     self.background.get('objectness_thresh', 0.5))
+        return probs[0, :, :, 0].transpose(0, 1)
+
     def scores_from_features(self, feats):
         """DenseFeatures -> (B, K, h, w) float32 probabilities after kspd and the background rule."""
         logits = self.head(feats.dense, self.class_embeddings())

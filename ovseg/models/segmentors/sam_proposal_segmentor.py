@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from ovseg.models.proposals.mask_pooling import (OVERLAP_RULES, classify_pooled, mask_cell_weights,
+from ovseg.models.proposals.mask_pooling import (OVERLAP_RULES, mask_cell_weights,
                                                  masks_to_scores, pool_features)
 from ovseg.models.proposals.sam_refine import images_from_inputs
 from ovseg.models.segmentors.ov_segmentor import OVSegmentor, _pair
@@ -86,7 +86,7 @@ class SAMProposalSegmentor(OVSegmentor):
 
     def classify_masks(self, pooled, objectness=None):
         """(N, C) pooled features -> (N, K) class probabilities (background rule applied)."""
-        return classify_pooled(self, pooled, objectness)
+        return self.classify_pooled(pooled, objectness)
 
     def segment_image(self, x, image):
         """One image: (1, 3, H, W) preprocessed, (H, W, 3) uint8 RGB -> (K, H, W) scores, proposals."""

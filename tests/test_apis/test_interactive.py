@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg.models.proposals import InteractivePrompter
+from ovseg.apis.interactive import InteractivePrompter
 from ovseg.registry import MODELS
 from ovseg.testing import tiny_maskclip_cfg
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovseg.models.proposals.mask_pooling import classify_pooled, pool_features
+from ovseg.models.proposals.mask_pooling import pool_features
 from ovseg.registry import MODELS
 
 
@@ -161,4 +161,4 @@ class InteractivePrompter:
         objectness: Optional[torch.Tensor] = None
         if feats.objectness is not None:
             objectness = (weights @ feats.objectness[0, 0].float().flatten()) / cells[:, 0].clamp(min=1e-6)
-        return classify_pooled(self.segmentor, pooled, objectness)
+        return self.segmentor.classify_pooled(pooled, objectness)
