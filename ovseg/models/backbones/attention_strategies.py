@@ -73,7 +73,14 @@ class _Strategy:
     def _tail(self, view, x, out, ctx):
         out = view.ls1(out)
         x = x + out if self.residual else out
+        ctx.keep_site(ctx.index, 'attn_residual', x)
         return view.ffn(x, ctx, ctx.index) if self.ffn else x
+
+    @staticmethod
+    def _keep_qkv(view, ctx, q, k, v):
+        if ctx.wants_site(ctx.index):
+            for site, value in zip('qkv', (q, k, v)):
+                ctx.keep_site(ctx.index, site, view.merge_heads(value))
 
     def __repr__(self):
         return f'{type(self).__name__}(residual={self.residual}, ffn={self.ffn}, scale={self.scale})'
@@ -124,6 +131,7 @@ class _SelfSimilarity(_Strategy):
         y = view.norm1(x)
         ctx.keep_site(ctx.index, 'ln_1', y)
         q, k, v = view.qkv(y, ctx)
+        self._keep_qkv(view, ctx, q, k, v)
         weights = self.weights(q, k, v, ctx)
         if ctx.wants(f'attn.{ctx.index}'):
             ctx.keep(f'attn.{ctx.index}', weights)

@@ -77,6 +77,13 @@ class OpenCLIPBackbone(BaseModule):
         return 32
 
     @property
+    def stage_channels(self):
+        """ConvNeXt: channels of res2..res5 (FC-CLIP's pixel decoder inputs)."""
+        if self.kind != 'convnext':
+            raise NotImplementedError('stage_channels is defined for ConvNeXt towers only.')
+        return [int(info['num_chs']) for info in self.clip.visual.trunk.feature_info]
+
+    @property
     def strategies(self):
         """ViT: {block index: attention strategy} of the blocks that do not run as trained."""
         return dict(self._strategies or {})

@@ -8,6 +8,7 @@ analysis tools call it.
 
 Taps (``taps=``) name what to return, with block indices counted from 0 (negative from the end):
 
+- ``'embed'``: the tokens entering the first block (after the tower's pre-norm);
 - ``'blocks.i'`` (or open_clip's ``'resblocks.i'``): the output of block i;
 - ``'blocks.i.ln_1'`` / ``'.ln_2'`` (timm spelling ``'.norm1'`` / ``'.norm2'``): the normalised input of
   the attention / feed-forward of block i; ``'.mlp'``: the feed-forward output before its residual;
@@ -121,10 +122,12 @@ def parse_tap(name, depth):
     """'resblocks.-3.ln_2' -> (block index, site or None); 'last_keys' -> (depth - 1, 'last_keys')."""
     if name == 'last_keys':
         return depth - 1, 'last_keys'
+    if name == 'embed':
+        return -1, None
     parts = name.split('.')
     if parts[0] not in ('blocks', 'resblocks') or len(parts) not in (2, 3):
-        raise KeyError(f'Unknown tap {name!r}: use blocks.i (block output), blocks.i.ln_1 / ln_2 / mlp / q / k / v, '
-                       f"or 'last_keys' (resblocks.* is accepted as well)")
+        raise KeyError(f'Unknown tap {name!r}: use embed, blocks.i (block output), blocks.i.ln_1 / ln_2 / mlp / '
+                       f"q / k / v / attn_residual, or 'last_keys' (resblocks.* is accepted as well)")
     index = _index(parts[1], depth, name)
     if len(parts) == 2:
         return index, None
@@ -222,6 +225,8 @@ def walk(tower, images=None, *, tokens=None, normed=False, grid=None, strategies
     ctx = WalkContext(grid=tuple(grid or (0, 0)), num_prefix=tower.num_prefix, depth=depth,
                       external=dict(external or {}), rope=rope, sites=sites, wanted=set(record))
     x, plain, snapshots, result_taps, layout = tokens, None, {}, {}, {}
+    for name in outputs.get(-1, ()):
+        result_taps[name], layout[name] = x, (ctx.grid, ctx.num_prefix)
     for index, view in enumerate(tower.blocks):
         ctx.index = index
         if index == depth - 1 and 'last_keys' in canonical.values():
