@@ -15,7 +15,8 @@
 - ``ctx`` (:class:`.vit_walker.WalkContext`): ``grid``, ``num_prefix``, ``index`` (0-based block),
   ``depth``; ``external`` (inputs from the caller: another network's affinity, mask proposals, attention
   masks; read with ``ctx.require(key, who)``); ``streams`` (extra token streams carried from block to
-  block); ``keep(name, value)`` / ``wants(name)`` (records for the caller, e.g. attention maps) and
+  block); ``keep(name, value)`` / ``wants(name)`` (records for the caller: 'attn.i' the weights of block i,
+  'attn_logits.i' their logits, 'attn_parts.i' SCLIP's two softmax maps, 'omega.i' NACLIP's prior) and
   ``keep_site(index, site, value)`` (taps such as 'ln_2').
 - Returns (B, N', D). A strategy that changes the token set (drops the class token, moves to another
   grid) sets ``ctx.grid`` and ``ctx.num_prefix``; the following blocks and the tower head see the new set.
@@ -149,7 +150,11 @@ class CorrelativeAttention(_SelfSimilarity):
 
     def weights(self, q, k, v, ctx):
         s = self._scale(q)
-        return ((q @ q.transpose(-2, -1)) * s).softmax(dim=-1) + ((k @ k.transpose(-2, -1)) * s).softmax(dim=-1)
+        qq = ((q @ q.transpose(-2, -1)) * s).softmax(dim=-1)
+        kk = ((k @ k.transpose(-2, -1)) * s).softmax(dim=-1)
+        if ctx.wants(f'attn_parts.{ctx.index}'):
+            ctx.keep(f'attn_parts.{ctx.index}', (qq, kk))
+        return qq + kk
 
 
 @MODELS.register_module()
@@ -160,7 +165,10 @@ class QueryQueryAttention(_SelfSimilarity):
         super().__init__(residual, ffn, scale)
 
     def weights(self, q, k, v, ctx):
-        return ((q @ q.transpose(-2, -1)) * self._scale(q)).softmax(dim=-1)
+        logits = (q @ q.transpose(-2, -1)) * self._scale(q)
+        if ctx.wants(f'attn_logits.{ctx.index}'):
+            ctx.keep(f'attn_logits.{ctx.index}', logits)
+        return logits.softmax(dim=-1)
 
 
 @MODELS.register_module()
@@ -189,6 +197,8 @@ class NeighbourhoodAttention(_SelfSimilarity):
             if ctx.wants(f'omega.{ctx.index}'):
                 ctx.keep(f'omega.{ctx.index}', omega)
             logits = logits + omega
+        if ctx.wants(f'attn_logits.{ctx.index}'):
+            ctx.keep(f'attn_logits.{ctx.index}', logits)
         return logits.softmax(dim=-1)
 
 

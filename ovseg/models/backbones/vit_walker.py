@@ -242,6 +242,9 @@ def walk(tower, images=None, *, tokens=None, normed=False, grid=None, strategies
         if stream_taps and index in outputs:
             snapshots[index] = dict(ctx.streams)
     for name, key in canonical.items():
+        if key not in ctx.records:
+            raise KeyError(f'Tap {name!r} produced no output: the strategy of that block does not compute it '
+                           f'(e.g. no feed-forward, or no q/k/v).')
         result_taps[name], layout[name] = ctx.records[key], ctx.layout[key]
     return WalkResult(tokens=x, grid=ctx.grid, num_prefix=ctx.num_prefix, taps=result_taps, records=ctx.records,
                       streams=ctx.streams, stream_taps=snapshots,

@@ -137,7 +137,15 @@ class OVQuerySegmentor(PrecisionMixin, BaseSegmentor):
     @torch.no_grad()
     def predict(self, inputs, data_samples=None):
         """Inputs from the data preprocessor -> list of ``SegDataSample`` (seg_logits, pred_sem_seg)."""
-        logits = self.inference(inputs)
+        return self.postprocess(self.inference(inputs), inputs, data_samples)
+
+    @torch.no_grad()
+    def postprocess(self, logits, inputs, data_samples=None):
+        """(B, Q, H, W) stitched logits -> ``SegDataSample`` per image (the originals' postprocess_result).
+
+        Per image: unpad, resize to ``ori_shape``, post-processors (guide: the input resized alike), then
+        :func:`query_probabilities`; ``seg_logits`` holds the class probabilities.
+        """
         emb = self.class_embeddings()
         samples = data_samples if data_samples is not None else [None] * inputs.shape[0]
         results = []
