@@ -243,3 +243,17 @@ def test_strategy_registry_names():
     for name in ('QKAttention', 'MaskCLIPValueAttention', 'ValueValueAttention', 'CorrelativeAttention',
                  'QueryQueryAttention', 'NeighbourhoodAttention', 'ExternalAffinityAttention'):
         assert MODELS.get(name) is not None
+
+
+def test_open_clip_backbone_with_a_timm_vit_tower():
+    """An open_clip config with a timm ViT tower is a 'vit' backbone: MaskCLIP's value path by default."""
+    arch = dict(embed_dim=192, vision_cfg=dict(timm_model_name='vit_tiny_patch16_224', timm_model_pretrained=False,
+                                              timm_pool='map', timm_proj='none', image_size=224),
+                text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+    bb = OpenCLIPBackbone(arch=arch, attention=[dict(type='QueryQueryAttention', blocks=-1)]).eval()
+    assert bb.kind == 'vit' and bb.stride == 16
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        feats = bb(x, with_global=True)
+        torch.testing.assert_close(feats.global_feat, bb.clip.encode_image(x), **ATOL)
+    assert feats.dense.shape == (1, 192, 14, 14)
