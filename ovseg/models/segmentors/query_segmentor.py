@@ -116,7 +116,9 @@ class OVQuerySegmentor(PrecisionMixin, BaseSegmentor):
         with float32_region(crops):
             feats = F.normalize(upcast(dense).float(), dim=1)
             emb = self.class_embeddings().embeddings.to(feats.device, torch.float32)
-            return torch.einsum('bchw,qc->bqhw', feats, emb)
+            # contiguous: einsum returns a channels-last view, which would make the upsampled maps
+            # channels-last too and the window stitching several times slower
+            return torch.einsum('bchw,qc->bqhw', feats, emb).contiguous()
 
     def inference(self, inputs, batch_img_metas=None):
         """Whole or slide inference -> (B, Q, H, W) float32 mean logits at input resolution."""
