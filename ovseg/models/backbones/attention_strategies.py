@@ -43,6 +43,7 @@ move the output to the affinity's grid; :class:`QKAttention` takes an additive m
 (``mask_key``) for sequences whose attention is restricted (e.g. by proposals).
 """
 import torch
+import torch.nn.functional as F
 
 from ovseg.models.backbones.affinity import Affinity, gaussian_neighbourhood
 from ovseg.registry import MODELS
@@ -123,9 +124,20 @@ class MaskCLIPValueAttention(_Strategy):
 
 
 class _SelfSimilarity(_Strategy):
-    """softmax-normalised self-similarities of q / k applied to v; subclasses give the weights."""
+    """softmax-normalised self-similarities of q / k applied to v.
+
+    Subclasses give the attention weights explicitly (``weights``, used when the caller records
+    attention maps) and as fused ``scaled_dot_product_attention`` calls (``fused``, the default: the
+    weights are linear in the softmax maps, so ``sum_i softmax(a_i) v = sum_i sdpa(a_i, v)``, without
+    materialising the (N, N) maps).
+    """
+
+    records = ('attn', 'attn_logits', 'attn_parts', 'omega')
 
     def weights(self, q, k, v, ctx):
+        raise NotImplementedError
+
+    def fused(self, q, k, v, ctx):
         raise NotImplementedError
 
     def __call__(self, view, x, ctx):
@@ -133,10 +145,18 @@ class _SelfSimilarity(_Strategy):
         ctx.keep_site(ctx.index, 'ln_1', y)
         q, k, v = view.qkv(y, ctx)
         self._keep_qkv(view, ctx, q, k, v)
-        weights = self.weights(q, k, v, ctx)
-        if ctx.wants(f'attn.{ctx.index}'):
-            ctx.keep(f'attn.{ctx.index}', weights)
-        return self._tail(view, x, view.project(weights @ v), ctx)
+        if any(ctx.wants(f'{name}.{ctx.index}') for name in self.records):
+            weights = self.weights(q, k, v, ctx)
+            if ctx.wants(f'attn.{ctx.index}'):
+                ctx.keep(f'attn.{ctx.index}', weights)
+            out = weights @ v
+        else:
+            out = self.fused(q, k, v, ctx)
+        return self._tail(view, x, view.project(out), ctx)
+
+    def _sdpa(self, a, b, v, mask=None):
+        """softmax(a bᵀ s + mask) v through the fused kernel."""
+        return F.scaled_dot_product_attention(a, b, v, attn_mask=mask, scale=self._scale(a))
 
 
 @MODELS.register_module()
@@ -156,6 +176,9 @@ class CorrelativeAttention(_SelfSimilarity):
             ctx.keep(f'attn_parts.{ctx.index}', (qq, kk))
         return qq + kk
 
+    def fused(self, q, k, v, ctx):
+        return self._sdpa(q, q, v) + self._sdpa(k, k, v)
+
 
 @MODELS.register_module()
 class QueryQueryAttention(_SelfSimilarity):
@@ -169,6 +192,9 @@ class QueryQueryAttention(_SelfSimilarity):
         if ctx.wants(f'attn_logits.{ctx.index}'):
             ctx.keep(f'attn_logits.{ctx.index}', logits)
         return logits.softmax(dim=-1)
+
+    def fused(self, q, k, v, ctx):
+        return self._sdpa(q, q, v)
 
 
 @MODELS.register_module()
@@ -189,17 +215,25 @@ class NeighbourhoodAttention(_SelfSimilarity):
         super().__init__(residual, ffn, scale)
         self.gaussian_std = None if gaussian_std is None else float(gaussian_std)
 
+    def _omega(self, ctx, like):
+        if self.gaussian_std is None:
+            return None
+        omega = gaussian_neighbourhood(ctx.grid, self.gaussian_std, ctx.num_prefix, like.dtype, like.device)
+        if ctx.wants(f'omega.{ctx.index}'):
+            ctx.keep(f'omega.{ctx.index}', omega)
+        return omega
+
     def weights(self, q, k, v, ctx):
         logits = (k @ k.transpose(-2, -1)) * self._scale(k)
-        if self.gaussian_std is not None:
-            omega = gaussian_neighbourhood(ctx.grid, self.gaussian_std, ctx.num_prefix, logits.dtype,
-                                           logits.device)
-            if ctx.wants(f'omega.{ctx.index}'):
-                ctx.keep(f'omega.{ctx.index}', omega)
+        omega = self._omega(ctx, logits)
+        if omega is not None:
             logits = logits + omega
         if ctx.wants(f'attn_logits.{ctx.index}'):
             ctx.keep(f'attn_logits.{ctx.index}', logits)
         return logits.softmax(dim=-1)
+
+    def fused(self, q, k, v, ctx):
+        return self._sdpa(k, k, v, self._omega(ctx, k))
 
 
 @MODELS.register_module()
