@@ -4,7 +4,7 @@ Usage::
 
     python tools/analysis/attention_cost.py [--dataset ade150] [--precision fp32 bf16] [--whole 448 448]
         [--slide 448 672] [--crop 448] [--stride 224] [--repeats 7] [--threads N] [--device cpu|cuda]
-        [--json OUT]
+        [--json OUT] [--configs maskclip=PATH sclip=PATH ...]
 
 Builds the ``maskclip``, ``sclip``, ``clearclip`` and ``naclip`` configs of one benchmark with random
 weights (same cost as trained ones) and one text template (text embeddings are computed before timing),
@@ -46,12 +46,14 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--json')
+    parser.add_argument('--configs', nargs='+', default=[], metavar='METHOD=PATH',
+                        help='other config files for some methods (default configs/<method>/<method>_vit-b16_<dataset>.py)')
     return parser.parse_args(argv)
 
 
-def build(method, dataset, device):
+def build(path, device):
     """A config's segmentor with random weights and one text template, eval, text embedded."""
-    cfg = load_config(f'configs/{method}/{method}_vit-b16_{dataset}.py')
+    cfg = load_config(path)
     strip_weight_sources(cfg.model)
     set_text_templates(cfg.model, 'single')
     torch.manual_seed(0)
@@ -91,7 +93,9 @@ def measure(tasks, repeats, device):
 
 def run(args):
     device = torch.device(args.device)
-    models = {m: build(m, args.dataset, device) for m in METHODS}
+    paths = {m: f'configs/{m}/{m}_vit-b16_{args.dataset}.py' for m in METHODS}
+    paths.update(dict(item.split('=', 1) for item in args.configs))
+    models = {m: build(paths[m], device) for m in METHODS}
     gen = torch.Generator().manual_seed(0)
     inputs = dict(whole=torch.randn(1, 3, *args.whole, generator=gen).to(device),
                   slide=torch.randn(1, 3, *args.slide, generator=gen).to(device))
