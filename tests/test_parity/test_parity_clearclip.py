@@ -4,7 +4,6 @@ Every case of the folder's manifest is checked: text (class lines split on ','),
 designated window (zero-padded symmetrically when its sides are not multiples of 16) through the walker
 (query-query attention, no residual, no FFN in the last block), every window's cosines, the stitched
 logits, probabilities and the prediction. Tolerances: see ``query_parity_checks``.
-The full-image tests (stitched logits, prediction) are marked slow.
 """
 import pytest
 
@@ -36,13 +35,11 @@ def test_parity_clearclip_window(case):
     check_window(FOLDER, case, _query_query)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_clearclip_stitched_logits(case):
     check_stitched(FOLDER, case)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_clearclip_prediction(case):
     check_prediction(FOLDER, case)

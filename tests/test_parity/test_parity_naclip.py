@@ -5,7 +5,6 @@ walker (key-key attention plus the Gaussian neighbourhood prior ω, no residual,
 cosines, the stitched logits (slide or whole image), PAMR, probabilities (renormalised after the
 prediction) and the prediction. Tolerances: see ``query_parity_checks``; PAMR: depth 10 iterations,
 width 16 neighbours x 18 std samples, at the scale of the logits, plus the stitched logits' tolerance.
-The full-image tests (stitched logits, PAMR, prediction) are marked slow.
 """
 import numpy as np
 import pytest
@@ -44,13 +43,11 @@ def test_parity_naclip_window(case):
     check_window(FOLDER, case, _neighbourhood)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_naclip_stitched_logits(case):
     check_stitched(FOLDER, case, key='seg_logits_stitched')
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_naclip_pamr(case):
     """PAMR of our stitched logits (within their tolerance of the fixture's; PAMR's output is a convex
@@ -65,7 +62,6 @@ def test_parity_naclip_pamr(case):
                  scale=scale, atol=logits_tol, name='seg_logits_pamr')
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_naclip_prediction(case):
     check_prediction(FOLDER, case)

@@ -4,7 +4,6 @@ Every case of the folder's manifest is checked: text, preprocessing, the designa
 walker (correlative attention in the last block, residual and FFN kept), every window's cosines, the
 stitched logits, probabilities with the area rule, and the prediction. Tolerances: see
 ``query_parity_checks`` (float32 error model of ``ovseg.testing.tolerance``).
-The full-image tests (stitched logits, prediction) are marked slow.
 """
 import pytest
 
@@ -37,13 +36,11 @@ def test_parity_sclip_window(case):
     check_window(FOLDER, case, _correlative)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_sclip_stitched_logits(case):
     check_stitched(FOLDER, case)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('case', cases(FOLDER))
 def test_parity_sclip_prediction(case):
     check_prediction(FOLDER, case)
