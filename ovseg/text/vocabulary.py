@@ -13,10 +13,15 @@ The synonym-rich lists at the top level (``ade150``, ``voc21``, ...) are ovseg's
 vocabularies. The lists an original publication evaluates with live in one folder per method
 (``fcclip/ade150``, ``clip_dinoiser/voc21``, ``maskclip/pc59``, ...) and are copied verbatim: a file
 whose header holds the line ``#! verbatim`` keeps its source's repeats (a prompt twice in one class, or
-in two classes), which the checks below otherwise refuse.
+in two classes), which the checks below otherwise refuse, and its names exactly as written (see below).
 
 User vocabularies are lists (``['cat', 'person|man|woman']`` or ``[['cat'], ['person', 'man']]``)
 or one comma-separated string (``'cat, dog, person|man'``), with ``|`` between synonyms of a class.
+
+**Verbatim files** reproduce an original's class-name file query by query: names are kept exactly as
+written (a name in double quotes keeps its spaces, e.g. ``59:"wood "`` for the trailing space of SCLIP's
+``cls_context60.txt``), and repeats are allowed (SCLIP's COCO-Object lists 'bed' in its background line
+and as a class; FC-CLIP's VOC-21 background lists 'bag' twice). Empty names are still refused.
 """
 import os
 import re
@@ -64,7 +69,7 @@ def _check_names(classes, where):
             seen.add(s.lower())
 
 
-def _check_unique(classes, where):
+def _check_unique(classes, where, shared_synonyms=False):
     """Check that class names are unique and that no synonym is in two classes (any case)."""
     positions = {}
     for k, cls in enumerate(classes):
@@ -74,6 +79,8 @@ def _check_unique(classes, where):
         details = '; '.join(f'{classes[ks[0]][0]!r} at ' + ' and '.join(where[k] for k in ks)
                             for ks in repeated)
         raise VocabularyError(f'duplicate class: {details}')
+    if shared_synonyms:
+        return
     owner = {}
     for k, cls in enumerate(classes):
         for s in cls:
@@ -105,15 +112,15 @@ def _validate(classes, where=None, verbatim=False):
         _check_unique(classes, where)
 
 
-def _as_synonyms(item, label):
-    """One class given as a tuple/list of strings -> tuple of stripped strings."""
+def _as_synonyms(item, label, strip=True):
+    """One class given as a tuple/list of strings -> tuple of (stripped) strings."""
     if isinstance(item, str) or not isinstance(item, (tuple, list)):
         raise VocabularyError(
             f'class at {label} must be a tuple of synonym strings, got {item!r}')
     for s in item:
         if not isinstance(s, str):
             raise VocabularyError(f'synonyms must be strings; class at {label} has {s!r}')
-    return tuple(s.strip() for s in item)
+    return tuple(s.strip() if strip else s for s in item)
 
 
 @dataclass(frozen=True, repr=False)
@@ -129,7 +136,8 @@ class Vocabulary:
     Attributes:
         classes (tuple[tuple[str, ...], ...]): synonyms per class; the first is the display name.
         name (str, optional): built-in name such as 'ade150'; None for user vocabularies.
-        verbatim (bool): repeats allowed (see above). Default False.
+        verbatim (bool): an original's list kept as written: names not stripped (a quoted name keeps its
+            spaces) and repeats allowed (see above). Default False.
         source (str, optional): where the list comes from (a built-in file's header comment).
 
     Raises:
@@ -145,7 +153,7 @@ class Vocabulary:
         if isinstance(self.classes, str) or not isinstance(self.classes, (tuple, list)):
             raise VocabularyError(f'classes must be a tuple of synonym tuples, got '
                                   f'{self.classes!r}; use load_vocabulary() for strings')
-        classes = tuple(_as_synonyms(c, f'position {k}') for k, c in enumerate(self.classes))
+        classes = tuple(_as_synonyms(c, f'position {k}', not self.verbatim) for k, c in enumerate(self.classes))
         _validate(classes, verbatim=self.verbatim)
         object.__setattr__(self, 'classes', classes)
 
@@ -192,7 +200,7 @@ class Vocabulary:
         k = index % len(self)
         if isinstance(synonyms, str):
             synonyms = synonyms.split('|')
-        new = _as_synonyms(synonyms, f'index {index}')
+        new = _as_synonyms(synonyms, f'index {index}', not self.verbatim)
         if drop_conflicts:
             taken = {s.lower() for j, cls in enumerate(self.classes) if j != k for s in cls}
             kept = tuple(s for s in new if s.lower() not in taken)
@@ -229,8 +237,16 @@ def _builtin_name(text):
     return alias if alias in known.values() else None
 
 
-def _parse_line(line, expected_id, location):
-    """'id:name,synonym,...' -> tuple of stripped names; ``location`` prefixes error messages."""
+def _name(piece, verbatim):
+    """One comma-separated piece -> the name: stripped, or (verbatim) the text inside double quotes."""
+    piece = piece.strip()
+    if verbatim and len(piece) >= 2 and piece[0] == piece[-1] == '"':
+        return piece[1:-1]
+    return piece
+
+
+def _parse_line(line, expected_id, location, verbatim=False):
+    """'id:name,synonym,...' -> tuple of names; ``location`` prefixes error messages."""
     head, sep, rest = line.partition(':')
     if not sep:
         raise VocabularyError(f'{location}: expected "id:name[,synonym...]", got {line!r}')
@@ -241,7 +257,7 @@ def _parse_line(line, expected_id, location):
     if class_id != expected_id:
         raise VocabularyError(f'{location}: class id {class_id} where {expected_id} was expected '
                               '(ids must be 0..K-1 in order)')
-    names = tuple(s.strip() for s in rest.split(','))
+    names = tuple(_name(s, verbatim) for s in rest.split(','))
     if not any(names):
         raise VocabularyError(f'{location}: empty class name')
     if not all(names):
@@ -254,7 +270,7 @@ def parse_vocabulary_file(path, name=None):
 
     Blank lines and lines starting with '#' are skipped; the '#' lines before the first class are the
     header (kept as ``source``), and a header line ``#! verbatim`` makes a :attr:`Vocabulary.verbatim`
-    vocabulary.
+    vocabulary (names kept as written, ``"wood "`` in double quotes keeps its space; repeats allowed).
 
     Args:
         path (str | os.PathLike): the .txt file (UTF-8).
@@ -282,7 +298,7 @@ def parse_vocabulary_file(path, name=None):
         if not line or line.startswith('#'):
             continue
         where.append(f'{path}:{lineno}')
-        classes.append(_parse_line(line, len(classes), where[-1]))
+        classes.append(_parse_line(line, len(classes), where[-1], verbatim))
     if not classes:
         raise VocabularyError(f'{path}: empty vocabulary (no "id:name" lines)')
     _validate(classes, where, verbatim)

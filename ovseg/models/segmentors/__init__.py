@@ -1,5 +1,6 @@
 from .ov_segmentor import OVSegmentor
+from .query_segmentor import OVQuerySegmentor
 from .sam3_segmentor import SAM3Segmentor
 from .sam_proposal_segmentor import SAMProposalSegmentor
 
-__all__ = ['OVSegmentor', 'SAM3Segmentor', 'SAMProposalSegmentor']
+__all__ = ['OVQuerySegmentor', 'OVSegmentor', 'SAM3Segmentor', 'SAMProposalSegmentor']

@@ -36,12 +36,16 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
             is background), ``objectness_thresh`` (0.5), ``names`` (synonyms that replace the background
             class's own, e.g. ``ovseg.text.BACKGROUND_STUFF``), ``class_name`` ('background').
         kspd (dict, optional): MaskCLIP+ test-time refinement: ``pd_thresh`` (0.5), ``ks_thresh`` (1.0),
-            ``key_norm`` ('spatial' as in the original code).
+            ``key_norm`` ('spatial' as in the original code). The keys are MaskCLIP's: ViT
+            ``out_proj(k(ln_1 x))`` of the last block, ResNet the attention pool's ``k_proj`` at every
+            position (chongzhou96/MaskCLIP ``vit.py`` / ``maskclip_head.py``).
         test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
             similarity, softmax and rules always run in float32.
         sam_refiner (dict, optional): SAM refinement of the probabilities (``SAMRefiner``, Trident's: at
             the original image resolution, reading the image file again; see its ``resolution``).
+        postprocessors (Sequence[dict]): applied in order to the (B, K, H, W) probabilities at input
+            resolution with the preprocessed images as guide, before ``sam_refiner`` (e.g. ``PAMR``).
         compile (bool | dict): run the backbone through ``torch.compile`` at inference (a dict gives
             its keyword arguments, e.g. ``dict(mode='max-autotune')``). The first call of every input
             shape compiles (tens of seconds); training is never compiled. Default False (see
@@ -52,7 +56,7 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
     def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
                  head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,
                  test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None,
-                 sam_refiner=None, compile=False):
+                 sam_refiner=None, compile=False, postprocessors=()):
         if isinstance(data_preprocessor, dict):  # mmseg's registry, so no default scope is needed
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -61,6 +65,7 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         self.head = MODELS.build(head)
         self.refiner = MODELS.build(refiner) if refiner is not None else None
         self.sam_refiner = MODELS.build(sam_refiner) if sam_refiner is not None else None
+        self.postprocessors = torch.nn.ModuleList([MODELS.build(p) for p in postprocessors])
         self.background = dict(background) if background is not None else None
         self.kspd = dict(kspd) if kspd is not None else None
         self.test_cfg = dict(test_cfg)
@@ -73,6 +78,9 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         self.align_corners = False
         needed = tuple(getattr(self.refiner, 'token_layers', ()))
         if self.kspd and self.kspd.get('ks_thresh', 0) > 0:
+            if getattr(self.backbone, 'kind', 'vit') not in ('vit', 'resnet'):
+                raise ValueError(f'MaskCLIP+ key smoothing reads the keys of the last ViT block or of the ResNet '
+                                 f'attention pool; a {self.backbone.kind} tower has none (set kspd.ks_thresh=0).')
             needed += ('last_keys',)
         missing = tuple(n for n in needed if n not in self.backbone.token_layers)
         self.backbone.token_layers = tuple(self.backbone.token_layers) + missing
@@ -181,6 +189,8 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
     def predict(self, inputs, data_samples=None):
         """Inputs from the data preprocessor -> list of ``SegDataSample`` (seg_logits, pred_sem_seg)."""
         probs = self.inference(inputs)
+        for post in self.postprocessors:
+            probs = post(probs, inputs)
         if self.sam_refiner is not None:
             return self.sam_refiner.refine_and_pack(probs, inputs, data_samples, self.data_preprocessor)
         return pack_seg_results(probs, data_samples, inputs.shape[-2:])
