@@ -359,7 +359,11 @@ def test_verbatim_files_keep_spaces_and_shared_synonyms(tmp_path):
     assert vocab.synonym_to_class == [0, 0, 1, 2]
     with pytest.raises(VocabularyError, match='two classes'):
         parse_vocabulary_file(write(tmp_path, '0:sky,bed\n1:bed\n', name='strict.txt'))
+    # an original's list may name a class twice (FC-CLIP's ADE-847 has 'pot', 'bag', ... twice);
+    # verbatim keeps both, a user list does not
+    assert parse_vocabulary_file(write(tmp_path, '#! verbatim\n0:bed\n1:bed\n', name='dup.txt')).names \
+        == ['bed', 'bed']
     with pytest.raises(VocabularyError, match='duplicate class'):
-        parse_vocabulary_file(write(tmp_path, '#! verbatim\n0:bed\n1:bed\n', name='dup.txt'))
+        parse_vocabulary_file(write(tmp_path, '0:bed\n1:bed\n', name='dup_user.txt'))
     assert Vocabulary((('a ',), ('b',)), verbatim=True).names == ['a ', 'b']
     assert Vocabulary((('a ',), ('b',))).names == ['a', 'b']

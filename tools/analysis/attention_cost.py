@@ -28,8 +28,7 @@ import time
 
 import torch
 
-from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
-from ovseg.registry import MODELS
+# ovseg is imported by the functions that use it: --help answers without the model stack.
 
 METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip')
 
@@ -53,6 +52,8 @@ def parse_args(argv=None):
 
 def build(path, device):
     """A config's segmentor with random weights and one text template, eval, text embedded."""
+    from ovseg.apis.model_loading import load_config, set_text_templates, strip_weight_sources
+    from ovseg.registry import MODELS
     cfg = load_config(path)
     strip_weight_sources(cfg.model)
     set_text_templates(cfg.model, 'single')
