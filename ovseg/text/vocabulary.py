@@ -11,6 +11,12 @@ Built-in vocabularies live in ``vocabularies/<name>.txt``, one class per line in
 
 User vocabularies are lists (``['cat', 'person|man|woman']`` or ``[['cat'], ['person', 'man']]``)
 or one comma-separated string (``'cat, dog, person|man'``), with ``|`` between synonyms of a class.
+
+**Verbatim files** reproduce an original's class-name file query by query. A header line ``#! verbatim``
+(before the first class) makes the vocabulary *verbatim*: names are kept exactly as written (a name in
+double quotes keeps its spaces, e.g. ``59:"wood "`` for the trailing space of SCLIP's
+``cls_context60.txt``), and one synonym may name two classes (SCLIP's COCO-Object lists 'bed' in its
+background line and as a class). Every other check still applies.
 """
 import os
 import re
@@ -62,7 +68,7 @@ def _check_names(classes, where):
             seen.add(s.lower())
 
 
-def _check_unique(classes, where):
+def _check_unique(classes, where, shared_synonyms=False):
     """Check that class names are unique and that no synonym is in two classes (any case)."""
     positions = {}
     for k, cls in enumerate(classes):
@@ -72,6 +78,8 @@ def _check_unique(classes, where):
         details = '; '.join(f'{classes[ks[0]][0]!r} at ' + ' and '.join(where[k] for k in ks)
                             for ks in repeated)
         raise VocabularyError(f'duplicate class: {details}')
+    if shared_synonyms:
+        return
     owner = {}
     for k, cls in enumerate(classes):
         for s in cls:
@@ -82,22 +90,22 @@ def _check_unique(classes, where):
                     f'{cls[0]!r} at {where[k]}; a synonym may name only one class')
 
 
-def _validate(classes, where=None):
+def _validate(classes, where=None, verbatim=False):
     """Run every vocabulary check; ``where`` labels classes in messages (default 'position k')."""
     where = where or [f'position {k}' for k in range(len(classes))]
     _check_names(classes, where)
-    _check_unique(classes, where)
+    _check_unique(classes, where, shared_synonyms=verbatim)
 
 
-def _as_synonyms(item, label):
-    """One class given as a tuple/list of strings -> tuple of stripped strings."""
+def _as_synonyms(item, label, strip=True):
+    """One class given as a tuple/list of strings -> tuple of (stripped) strings."""
     if isinstance(item, str) or not isinstance(item, (tuple, list)):
         raise VocabularyError(
             f'class at {label} must be a tuple of synonym strings, got {item!r}')
     for s in item:
         if not isinstance(s, str):
             raise VocabularyError(f'synonyms must be strings; class at {label} has {s!r}')
-    return tuple(s.strip() for s in item)
+    return tuple(s.strip() if strip else s for s in item)
 
 
 @dataclass(frozen=True, repr=False)
@@ -110,6 +118,8 @@ class Vocabulary:
     Attributes:
         classes (tuple[tuple[str, ...], ...]): synonyms per class; the first is the display name.
         name (str, optional): built-in name such as 'ade150'; None for user vocabularies.
+        verbatim (bool): names kept exactly (no stripping) and synonyms shared between classes allowed:
+            an original's query list (module docstring). Default False.
 
     Raises:
         VocabularyError: on any failed check, naming the offending class and its position.
@@ -117,13 +127,14 @@ class Vocabulary:
 
     classes: tuple[tuple[str, ...], ...]
     name: Optional[str] = None
+    verbatim: bool = False
 
     def __post_init__(self):
         if isinstance(self.classes, str) or not isinstance(self.classes, (tuple, list)):
             raise VocabularyError(f'classes must be a tuple of synonym tuples, got '
                                   f'{self.classes!r}; use load_vocabulary() for strings')
-        classes = tuple(_as_synonyms(c, f'position {k}') for k, c in enumerate(self.classes))
-        _validate(classes)
+        classes = tuple(_as_synonyms(c, f'position {k}', not self.verbatim) for k, c in enumerate(self.classes))
+        _validate(classes, verbatim=self.verbatim)
         object.__setattr__(self, 'classes', classes)
 
     def __len__(self):
@@ -169,14 +180,14 @@ class Vocabulary:
         k = index % len(self)
         if isinstance(synonyms, str):
             synonyms = synonyms.split('|')
-        new = _as_synonyms(synonyms, f'index {index}')
+        new = _as_synonyms(synonyms, f'index {index}', not self.verbatim)
         if drop_conflicts:
             taken = {s.lower() for j, cls in enumerate(self.classes) if j != k for s in cls}
             kept = tuple(s for s in new if s.lower() not in taken)
             if new and not kept:
                 raise VocabularyError(f'every synonym in {list(new)} already names another class')
             new = kept
-        return Vocabulary(self.classes[:k] + (new,) + self.classes[k + 1:], name=self.name)
+        return Vocabulary(self.classes[:k] + (new,) + self.classes[k + 1:], name=self.name, verbatim=self.verbatim)
 
 
 def _norm_key(text):
@@ -203,8 +214,16 @@ def _builtin_name(text):
     return alias if alias in known.values() else None
 
 
-def _parse_line(line, expected_id, location):
-    """'id:name,synonym,...' -> tuple of stripped names; ``location`` prefixes error messages."""
+def _name(piece, verbatim):
+    """One comma-separated piece -> the name: stripped, or (verbatim) the text inside double quotes."""
+    piece = piece.strip()
+    if verbatim and len(piece) >= 2 and piece[0] == piece[-1] == '"':
+        return piece[1:-1]
+    return piece
+
+
+def _parse_line(line, expected_id, location, verbatim=False):
+    """'id:name,synonym,...' -> tuple of names; ``location`` prefixes error messages."""
     head, sep, rest = line.partition(':')
     if not sep:
         raise VocabularyError(f'{location}: expected "id:name[,synonym...]", got {line!r}')
@@ -215,7 +234,7 @@ def _parse_line(line, expected_id, location):
     if class_id != expected_id:
         raise VocabularyError(f'{location}: class id {class_id} where {expected_id} was expected '
                               '(ids must be 0..K-1 in order)')
-    names = tuple(s.strip() for s in rest.split(','))
+    names = tuple(_name(s, verbatim) for s in rest.split(','))
     if not any(names):
         raise VocabularyError(f'{location}: empty class name')
     if not all(names):
@@ -226,7 +245,8 @@ def _parse_line(line, expected_id, location):
 def parse_vocabulary_file(path, name=None):
     """Read a vocabulary file: one 'id:name,synonym,...' line per class, ids 0..K-1 in order.
 
-    Blank lines and lines starting with '#' are skipped.
+    Blank lines and lines starting with '#' are skipped; a ``#! verbatim`` line before the first class
+    makes the vocabulary verbatim (module docstring).
 
     Args:
         path (str | os.PathLike): the .txt file (UTF-8).
@@ -243,17 +263,19 @@ def parse_vocabulary_file(path, name=None):
         text = path.read_text(encoding='utf-8')
     except (OSError, UnicodeDecodeError) as err:
         raise VocabularyError(f'cannot read vocabulary file {path}: {err}') from err
-    classes, where = [], []
+    classes, where, verbatim = [], [], False
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
+        if line.replace(' ', '') == '#!verbatim' and not classes:
+            verbatim = True
         if not line or line.startswith('#'):
             continue
         where.append(f'{path}:{lineno}')
-        classes.append(_parse_line(line, len(classes), where[-1]))
+        classes.append(_parse_line(line, len(classes), where[-1], verbatim))
     if not classes:
         raise VocabularyError(f'{path}: empty vocabulary (no "id:name" lines)')
-    _validate(classes, where)
-    return Vocabulary(tuple(classes), name=name)
+    _validate(classes, where, verbatim)
+    return Vocabulary(tuple(classes), name=name, verbatim=verbatim)
 
 
 def _from_sequence(items):

@@ -31,7 +31,7 @@ import time
 import torch
 
 from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
-from ovseg.models.backbones.vit_dense import _embed, _run_block
+from ovseg.models.backbones.vit_dense import vit_all_tokens
 from ovseg.registry import MODELS
 
 MASKCLIP = 'configs/maskclip/maskclip_vit-b16_ade150.py'
@@ -70,12 +70,7 @@ def build(config, device, compile=False):
 
 def vit_forward(visual, x):
     """The ViT's own forward for all tokens: embedding, blocks, ln_post, projection."""
-    x, _ = _embed(visual, x)
-    batch_first = getattr(visual.transformer, 'batch_first', True)
-    for block in visual.transformer.resblocks:
-        x = _run_block(block, x, batch_first)
-    x = visual.ln_post(x)
-    return x @ visual.proj if visual.proj is not None else x
+    return vit_all_tokens(visual, x)
 
 
 def _inference(model, mode, precision):

@@ -6,7 +6,7 @@ Pipeline of :class:`AnoVLHead` for a (B, 3, H, W) batch (240 px, ViT-B-16-plus-2
 
 1. Text: per class, the mean of the **unnormalised** embeddings of the 462 normal (and 462 anomalous)
    domain-aware sentences (:mod:`ovseg.text.anovl_prompts`), L2-normalised -> (C, 2).
-2. Vision: every block is dual-path from the first (:mod:`.value_value_attention`); the V-V tokens of
+2. Vision: every block is dual-path from the first (:mod:`ovseg.models.backbones.value_value`); the V-V tokens of
    block ``layer`` (the last) drop the class token, go through ``ln_post`` and ``proj`` -> (B, h, w, C).
 3. Map: softmax over [cos(t, normal), cos(t, anomalous)] **without temperature** -> anomalous
    probability (B, 1, h, w); replicate-pad 1 and 3x3 mean; bilinear to (H, W) with
@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from ovseg.models.anomaly import anovl_adapter  # noqa: F401  registers AnoVLTestTimeAdapter
 from ovseg.models.anomaly.anovl_views import anovl_views
 from ovseg.models.anomaly.prompts import AnomalyStatePrompts
-from ovseg.models.anomaly.value_value_attention import dual_path_transformer, embed_tokens, project_tokens
+from ovseg.models.backbones.value_value import dual_path_transformer, embed_tokens, project_tokens
+from ovseg.models.backbones.vit_towers import tower_depth
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
 from ovseg.text.anovl_prompts import (ANOVL_ANOMALOUS_STATES, ANOVL_CLASS_ALIASES, ANOVL_NORMAL_STATES,
@@ -132,7 +133,7 @@ class AnoVLHead(nn.Module):
                                 for name in class_names])
 
     def _depth_args(self, visual):
-        depth = len(visual.transformer.resblocks)
+        depth = tower_depth(visual)
         layer = depth if self.layer == -1 else self.layer
         num_dual = depth if self.num_dual is None else int(self.num_dual)
         return layer, num_dual
@@ -205,7 +206,7 @@ class AnoVLHead(nn.Module):
         """(N, 3, H, W) -> (N, C) projected class tokens of the original path (plain CLIP, AnoVL softmax)."""
         visual = self._visual(backbone)
         x, _ = embed_tokens(visual, images)
-        out = dual_path_transformer(visual, x, len(visual.transformer.resblocks), with_vv=False,
+        out = dual_path_transformer(visual, x, tower_depth(visual), with_vv=False,
                                     use_plain_softmax=self.plain_softmax)
         return project_tokens(visual, out['last_ori'][:, 0])
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ovseg.models.anomaly.winclip import tokens_with_position
+from ovseg.models.backbones.vit_tokens import block_outputs
 from ovseg.models.utils.precision import float32_region
 from ovseg.registry import MODELS
 
@@ -244,21 +244,7 @@ def vit_block_tokens(visual, images, block_indices):
         tuple: list of (B, 1 + h * w, D) block outputs (class token first), (B, E) global embedding
         (not normalised) and the grid (h, w).
     """
-    tokens, grid = tokens_with_position(visual, images)
-    blocks = visual.transformer.resblocks
-    wanted = [i % len(blocks) for i in block_indices]
-    batch_first = getattr(visual.transformer, 'batch_first', True)
-    x = visual.ln_pre(visual.patch_dropout(tokens))
-    x = x if batch_first else x.transpose(0, 1)
-    outputs = {}
-    for index, block in enumerate(blocks):
-        x = block(x)
-        if index in wanted:
-            outputs[index] = x if batch_first else x.transpose(0, 1)
-    x = x if batch_first else x.transpose(0, 1)
-    pooled, _ = visual._pool(x)
-    pooled = pooled @ visual.proj if visual.proj is not None else pooled
-    return [outputs[i] for i in wanted], pooled, grid
+    return block_outputs(visual, images, block_indices)
 
 
 @MODELS.register_module()

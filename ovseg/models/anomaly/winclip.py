@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ovseg.models.backbones.vit_dense import interpolate_pos_embed
+from ovseg.models.backbones.vit_tokens import encode_class_token, tokens_with_position
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
 
@@ -74,32 +74,6 @@ def anomaly_probability(embeddings, text_embeddings, temperature=0.07):
         flat = emb.reshape(emb.shape[0], -1, emb.shape[-1])
         sims = torch.bmm(flat, text.transpose(1, 2)) / temperature
         return sims.softmax(dim=-1)[..., 1].reshape(emb.shape[:-1])
-
-
-def tokens_with_position(visual, images):
-    """Patch embedding + class token + positional embedding (before ``ln_pre``).
-
-    Args:
-        visual (VisionTransformer): open_clip vision tower.
-        images (Tensor): (B, 3, H, W) normalised, H and W multiples of the patch size (other sizes than
-            the native one get a bicubically resized positional embedding).
-
-    Returns:
-        tuple[Tensor, tuple[int, int]]: (B, 1 + h * w, D) tokens and the grid (h, w).
-    """
-    x = visual.conv1(images)
-    grid = tuple(x.shape[-2:])
-    x = x.flatten(2).transpose(1, 2)
-    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-    pos = interpolate_pos_embed(visual.positional_embedding, visual.grid_size, grid)
-    return torch.cat([cls, x], dim=1) + pos.to(x.dtype), grid
-
-
-def encode_class_token(visual, tokens):
-    """(N, L, D) tokens after the positional embedding -> (N, C) projected class-token embeddings."""
-    x = visual.transformer(visual.ln_pre(visual.patch_dropout(tokens)))
-    x = visual.ln_post(x[:, 0])
-    return x @ visual.proj if visual.proj is not None else x
 
 
 def window_embeddings(visual, tokens, masks, window_batch=2048):

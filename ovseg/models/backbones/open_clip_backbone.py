@@ -5,20 +5,22 @@ from mmengine.model import BaseModule
 from ovseg.models.backbones.convnext_dense import convnext_dense_forward, convnext_project
 from ovseg.models.backbones.open_clip_loader import build_open_clip
 from ovseg.models.backbones.resnet_dense import resnet_dense_forward
-from ovseg.models.backbones.vit_dense import vit_dense_forward
+from ovseg.models.backbones.vit_dense import MASKCLIP_ATTENTION, vit_dense_forward
+from ovseg.models.backbones.vit_towers import is_vit_tower, vit_tower
+from ovseg.models.backbones.vit_walker import build_strategies
 from ovseg.registry import MODELS
 
 
 def _tower_kind(visual):
     name = type(visual).__name__
-    if name == 'VisionTransformer':
-        return 'vit'
     if name == 'ModifiedResNet':
         return 'resnet'
     if name == 'TimmModel' and 'convnext' in type(visual.trunk).__name__.lower():
         return 'convnext'
+    if is_vit_tower(visual):
+        return 'vit'
     raise NotImplementedError(f'No dense-feature path for open_clip vision tower {name}; supported: '
-                              f'VisionTransformer, ModifiedResNet, timm ConvNeXt.')
+                              f'VisionTransformer, timm ViT / EVA towers, ModifiedResNet, timm ConvNeXt.')
 
 
 @MODELS.register_module()
@@ -38,10 +40,18 @@ class OpenCLIPBackbone(BaseModule):
             of ``visual.transformer`` such as 'resblocks.-3.ln_2', or 'last_keys'; ResNet: 'layer1'..'layer4';
             ConvNeXt: 'res2'..'res5').
         with_global (bool): also return the pooled image embedding. Default False.
+        attention (Sequence[dict]): ViT only: per-block attention strategies
+            (:mod:`ovseg.models.backbones.attention_strategies`), each a config with ``blocks`` (an index,
+            a list, 'all' or ``dict(start, stop)``); other blocks run as trained. Default MaskCLIP's value
+            path in the last block. E.g. SCLIP: ``[dict(type='CorrelativeAttention', blocks=-1)]``.
+        pos_mode (str, optional): ViT only: positional-embedding resize for other input sizes
+            (:mod:`ovseg.models.backbones.pos_embed`): 'bicubic' (default for open_clip ViTs),
+            'bilinear', 'bicubic_scale' (SCLIP / ClearCLIP / NACLIP).
     """
 
     def __init__(self, model_name='ViT-B-16', pretrained=None, checkpoint=None, arch=None, cache_dir=None,
-                 token_layers=(), with_global=False, init_cfg=None):
+                 token_layers=(), with_global=False, attention=MASKCLIP_ATTENTION, pos_mode=None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.clip = build_open_clip(model_name, pretrained, checkpoint, arch, cache_dir)
         self.clip.requires_grad_(False)
@@ -50,14 +60,33 @@ class OpenCLIPBackbone(BaseModule):
         self.context_length = int(getattr(self.clip, 'context_length', 77))
         self.token_layers = tuple(token_layers)
         self.with_global = with_global
+        self.pos_mode = pos_mode
+        self.attention = attention
+        self._strategies = None
+        if self.kind == 'vit':
+            self._strategies = build_strategies(attention, len(vit_tower(self.clip.visual).blocks))
+        elif attention is not MASKCLIP_ATTENTION and attention:
+            raise ValueError(f'attention strategies apply to ViT towers; this is a {self.kind} tower.')
         self._tokenizer = None
 
     @property
     def stride(self):
         """Output stride of the dense map (patch size for ViT, 32 for ResNet/ConvNeXt)."""
         if self.kind == 'vit':
-            return int(self.clip.visual.patch_size[0])
+            return vit_tower(self.clip.visual).patch_size
         return 32
+
+    @property
+    def stage_channels(self):
+        """ConvNeXt: channels of res2..res5 (FC-CLIP's pixel decoder inputs)."""
+        if self.kind != 'convnext':
+            raise NotImplementedError('stage_channels is defined for ConvNeXt towers only.')
+        return [int(info['num_chs']) for info in self.clip.visual.trunk.feature_info]
+
+    @property
+    def strategies(self):
+        """ViT: {block index: attention strategy} of the blocks that do not run as trained."""
+        return dict(self._strategies or {})
 
     @property
     def embed_dim(self):
@@ -82,12 +111,19 @@ class OpenCLIPBackbone(BaseModule):
         self.clip.eval()
         return self
 
-    def forward(self, x, token_layers=None, with_global=None):
-        """(B, 3, H, W) normalised images -> :class:`DenseFeatures` (H, W multiples of ``stride``)."""
+    def forward(self, x, token_layers=None, with_global=None, external=None):
+        """(B, 3, H, W) normalised images -> :class:`DenseFeatures` (H, W multiples of ``stride``).
+
+        ``external`` (ViT): inputs of strategies that take them, e.g. ``{'affinity': Affinity(...)}``.
+        """
         token_layers = self.token_layers if token_layers is None else tuple(token_layers)
         with_global = self.with_global if with_global is None else with_global
-        forward = {'vit': vit_dense_forward, 'resnet': resnet_dense_forward,
-                   'convnext': convnext_dense_forward}[self.kind]
+        if self.kind == 'vit':
+            return vit_dense_forward(self.clip.visual, x, token_layers, with_global, external=external,
+                                     pos_mode=self.pos_mode, strategies=self._strategies)
+        if external:
+            raise ValueError(f'external inputs are read by ViT attention strategies; this is a {self.kind} tower.')
+        forward = {'resnet': resnet_dense_forward, 'convnext': convnext_dense_forward}[self.kind]
         if self.kind == 'convnext' and not token_layers:
             token_layers = ('res2', 'res3', 'res4', 'res5')
         return forward(self.clip.visual, x, token_layers, with_global)

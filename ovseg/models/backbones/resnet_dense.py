@@ -1,7 +1,9 @@
 """MaskCLIP dense features from an open_clip ``ModifiedResNet``.
 
 The attention pool's value and output projections become 1x1 convolutions applied at every position;
-query and key are dropped (METHODS.md, MaskCLIP).
+query and key are dropped (METHODS.md, MaskCLIP). For MaskCLIP+ key smoothing the keys are the attention
+pool's key projection as a 1x1 convolution on the last stage (no positional embedding), as MaskCLIP's
+ResNet head computes them (``k_proj`` of ``MaskClipHead``, chongzhou96/MaskCLIP).
 """
 import torch
 import torch.nn.functional as F
@@ -43,12 +45,13 @@ def resnet_dense_forward(visual, x, token_layers=(), with_global=False):
     Args:
         visual (ModifiedResNet): open_clip vision tower.
         x (Tensor): (B, 3, H, W) normalised images, H and W multiples of 32.
-        token_layers (Sequence[str]): stage outputs to return, any of 'layer1'..'layer4'.
+        token_layers (Sequence[str]): stage outputs to return, any of 'layer1'..'layer4', and
+            'last_keys' (the attention pool's keys at every position, MaskCLIP+ key smoothing).
         with_global (bool): also compute the attention-pooled image embedding. Default False.
     """
-    unknown = set(token_layers) - set(STAGES)
+    unknown = set(token_layers) - set(STAGES) - {'last_keys'}
     if unknown:
-        raise ValueError(f'ResNet token layers must be among {STAGES}, got {sorted(unknown)}.')
+        raise ValueError(f"ResNet token layers must be among {STAGES + ('last_keys',)}, got {sorted(unknown)}.")
     tokens = {}
     x = visual.stem(x)
     for name in STAGES:
@@ -56,6 +59,8 @@ def resnet_dense_forward(visual, x, token_layers=(), with_global=False):
         if name in token_layers:
             tokens[name] = x
     pool = visual.attnpool
+    if 'last_keys' in token_layers:
+        tokens['last_keys'] = _as_conv(pool.k_proj, x)
     dense = _as_conv(pool.c_proj, _as_conv(pool.v_proj, x))
     global_feat = _attnpool_global(pool, x) if with_global else None
     return DenseFeatures(dense=dense, tokens=tokens, global_feat=global_feat)

@@ -22,11 +22,6 @@ DEFAULT_TEST_CFG = dict(semantic_on=True, panoptic_on=True, instance_on=True, ob
                         overlap_threshold=0.8, max_per_image=100, mask_chunk=32)
 
 
-def _stage_channels(backbone):
-    """Channels of res2..res5 of a ConvNeXt CLIP trunk."""
-    return [int(info['num_chs']) for info in backbone.clip.visual.trunk.feature_info]
-
-
 @MODELS.register_module()
 class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
     """FC-CLIP (Yu et al., NeurIPS 2023): one frozen ConvNeXt CLIP as mask backbone and classifier.
@@ -87,7 +82,7 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         if self.backbone.kind != 'convnext':
             raise ValueError(f'FC-CLIP needs a ConvNeXt CLIP tower; got a {self.backbone.kind} tower.')
         pixel_decoder = dict(pixel_decoder)
-        pixel_decoder.setdefault('in_channels', _stage_channels(self.backbone))
+        pixel_decoder.setdefault('in_channels', self.backbone.stage_channels)
         self.pixel_decoder = MODELS.build(pixel_decoder)
         transformer_decoder = copy.deepcopy(dict(transformer_decoder))
         head = transformer_decoder.setdefault('class_head', dict(type='FCCLIPInVocabClassifier'))

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ovseg.models.backbones.vit_walker import walk
 from ovseg.registry import MODELS
 from ovseg.utils.checkpoint import load_checkpoint_file
 
@@ -154,22 +155,13 @@ class FrozenViTTeacher(nn.Module):
         """(B, 3, H, W) CLIP-normalised images -> (B, C, H/p, W/p) last-block 'q', 'k' or 'v' features.
 
         Heads are concatenated in head order (the layout of timm's and DINO's fused qkv projection); the
-        class token is dropped. Read with a forward hook on the last block's ``attn.qkv`` (as DINO and
-        FOUND do), which works across timm versions.
+        prefix tokens are dropped. Read through the ViT walker's tap on the last block's projections
+        (``blocks.-1.q|k|v``), the output of ``blocks[-1].attn.qkv`` that DINO and FOUND read.
         """
         x = self.to_imagenet(inputs)
-        grid = (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
-        captured = []
-        qkv_layer = self.vit.blocks[-1].attn.qkv
-        handle = qkv_layer.register_forward_hook(lambda mod, args, out: captured.append(out))
-        try:
-            self.vit.forward_features(x)
-        finally:
-            handle.remove()
-        qkv = captured[0][:, self.vit.num_prefix_tokens:]
-        width = qkv.shape[-1] // 3
-        part = qkv[..., _QKV_INDEX[which] * width:(_QKV_INDEX[which] + 1) * width]
-        return part.transpose(1, 2).reshape(x.shape[0], width, *grid).float()
+        result = walk(self.vit, x, taps=(f'blocks.-1.{which}',))
+        part = result.taps[f'blocks.-1.{which}'][:, self.vit.num_prefix_tokens:]
+        return part.transpose(1, 2).reshape(x.shape[0], part.shape[-1], *result.grid).float()
 
 
 @MODELS.register_module()

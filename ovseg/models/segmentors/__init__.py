@@ -1,4 +1,5 @@
 from .ov_segmentor import OVSegmentor
+from .query_segmentor import OVQuerySegmentor
 from .sam_proposal_segmentor import SAMProposalSegmentor
 
-__all__ = ['OVSegmentor', 'SAMProposalSegmentor']
+__all__ = ['OVQuerySegmentor', 'OVSegmentor', 'SAMProposalSegmentor']

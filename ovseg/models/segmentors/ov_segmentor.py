@@ -42,6 +42,8 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
             similarity, softmax and rules always run in float32.
         sam_refiner (dict, optional): post-processing of the (B, K, H, W) probabilities before packing,
             given the preprocessed images (e.g. ``SAMRefiner``, Trident-style SAM refinement).
+        postprocessors (Sequence[dict]): applied in order to the (B, K, H, W) probabilities at input
+            resolution with the preprocessed images as guide, before ``sam_refiner`` (e.g. ``PAMR``).
         compile (bool | dict): run the backbone through ``torch.compile`` at inference (a dict gives
             its keyword arguments, e.g. ``dict(mode='max-autotune')``). The first call of every input
             shape compiles (tens of seconds); training is never compiled. Default False (see
@@ -52,7 +54,7 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
     def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
                  head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,
                  test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None,
-                 sam_refiner=None, compile=False):
+                 sam_refiner=None, compile=False, postprocessors=()):
         if isinstance(data_preprocessor, dict):  # mmseg's registry, so no default scope is needed
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -61,6 +63,7 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         self.head = MODELS.build(head)
         self.refiner = MODELS.build(refiner) if refiner is not None else None
         self.sam_refiner = MODELS.build(sam_refiner) if sam_refiner is not None else None
+        self.postprocessors = torch.nn.ModuleList([MODELS.build(p) for p in postprocessors])
         self.background = dict(background) if background is not None else None
         self.kspd = dict(kspd) if kspd is not None else None
         self.test_cfg = dict(test_cfg)
@@ -162,6 +165,8 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
     def predict(self, inputs, data_samples=None):
         """Inputs from the data preprocessor -> list of ``SegDataSample`` (seg_logits, pred_sem_seg)."""
         probs = self.inference(inputs)
+        for post in self.postprocessors:
+            probs = post(probs, inputs)
         if self.sam_refiner is not None:
             probs = self.sam_refiner(probs, inputs, data_samples, self.data_preprocessor)
         return pack_seg_results(probs, data_samples, inputs.shape[-2:])

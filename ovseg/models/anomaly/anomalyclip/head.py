@@ -6,7 +6,7 @@ Zhou et al., ICLR 2024. Behaviours of the original kept on purpose (each checked
 1. The class word is always "object" (object-agnostic); class names are ignored.
 2. Deep text prompts replace tokens 1..n before text blocks 1..depth-1 and are rounded to float16
    (:mod:`.text_encoder`).
-3. DPAM: the last ``vv_blocks`` vision blocks are dual-path (:mod:`..value_value_attention`) starting
+3. DPAM: the last ``vv_blocks`` vision blocks are dual-path (:mod:`ovseg.models.backbones.value_value`) starting
    from the output of the last plain block; tapped layers give their V-V tokens (plain output for a
    tapped plain block), then ``ln_post`` and ``proj`` for **all** tokens, class token included.
 4. The image feature is the original path's class token of the last block times ``proj``, **without
@@ -31,7 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ovseg.models.anomaly.value_value_attention import dual_path_transformer, embed_tokens, project_tokens
+from ovseg.models.backbones.value_value import dual_path_transformer, embed_tokens, project_tokens
+from ovseg.models.backbones.vit_towers import tower_depth
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
 from .losses import anomalyclip_losses
@@ -141,7 +142,7 @@ class AnomalyCLIPHead(nn.Module):
             unnormalised, ``grid`` (h, w).
         """
         visual = self._visual(backbone)
-        depth = len(visual.transformer.resblocks)
+        depth = tower_depth(visual)
         x, grid = embed_tokens(visual, images, pos_mode='bilinear')
         out = dual_path_transformer(visual, x, min(self.vv_blocks, depth), taps=self.features)
         patch_tokens = [project_tokens(visual, out['vv'][f]) for f in self.features]
