@@ -1,5 +1,6 @@
 from .ov_segmentor import OVSegmentor
+from .proxyclip_segmentor import ProxyCLIPSegmentor
 from .query_segmentor import OVQuerySegmentor
 from .sam_proposal_segmentor import SAMProposalSegmentor
 
-__all__ = ['OVQuerySegmentor', 'OVSegmentor', 'SAMProposalSegmentor']
+__all__ = ['OVQuerySegmentor', 'OVSegmentor', 'ProxyCLIPSegmentor', 'SAMProposalSegmentor']
