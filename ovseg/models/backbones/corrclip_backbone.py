@@ -112,9 +112,16 @@ class CorrCLIPBackbone(OpenCLIPBackbone):
         self._strategies[depth - 1] = CorrCLIPLastBlock()
         self.alpha, self.beta = float(alpha), float(beta)
 
-    def forward(self, x, affinity=None, layout=None, taps=()):
+    def forward(self, x, affinity=None, layout=None):
         """(B, 3, H, W) windows, their restricted ``affinity`` and ``layout`` -> DenseFeatures on the
-        affinity's grid (``tokens``: the requested walker taps of the image tokens)."""
+        affinity's grid."""
+        return self.walk_branches(x, affinity, layout)[1]
+
+    def walk_branches(self, x, affinity, layout, taps=()):
+        """The walk and its features: (WalkResult with the branches in ``streams``, DenseFeatures).
+
+        ``taps`` (walker names, e.g. 'blocks.3') index the sequence [mask-class tokens, class, patches].
+        """
         if affinity is None or layout is None:
             raise ValueError('CorrCLIPBackbone needs the restricted affinity and the mask-class layout of the '
                              'windows (CorrCLIPSegmentor computes them from the proposals).')
@@ -130,4 +137,4 @@ class CorrCLIPBackbone(OpenCLIPBackbone):
             + self.beta * visual.ln_post(result.streams['corrclip_semantic'])
         feats = feats @ visual.proj if visual.proj is not None else feats
         _, dense = to_grid(feats, result.grid, 0)
-        return DenseFeatures(dense=dense, tokens=dict(result.taps))
+        return result, DenseFeatures(dense=dense)

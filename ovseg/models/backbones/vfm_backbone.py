@@ -107,6 +107,11 @@ class VFMBackbone(BaseModule):
         return self.tower.patch_size
 
     @property
+    def depth(self):
+        """Number of blocks."""
+        return len(self.tower.blocks)
+
+    @property
     def embed_dim(self):
         return self.tower.width
 
