@@ -33,6 +33,7 @@ import torch
 STAGE_METHODS = {
     'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
     'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
+    'CorrCLIPSegmentor': (('label_maps', 'proposals'),),
     'SAMRefiner': (('prompt_regions', None),),
     'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
     'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),

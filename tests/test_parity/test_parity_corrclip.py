@@ -246,8 +246,11 @@ def test_parity_corrclip_prediction(case):
     emb = model.class_embeddings()
     raw, pred, _ = query_probabilities(resized, emb.synonym_to_class, emb.num_classes, scale, None, model.prob_thd)
     margin = np.minimum(top2_margin(raw.numpy(), axis=0), threshold_margin(raw.numpy().max(axis=0), model.prob_thd))
+    # random weights give nearly flat class scores (text embeddings of different classes have cosines of
+    # 0.93 to 0.97): up to a quarter of the pixels lie within the tolerance of a tie; the rest is compared
+    # exactly and at most 50 pixels may differ at all
     assert_equal_away_from_ties(pred[0].numpy(), fx['pred_thd'], margin, 2 * tol, name='pred_thd',
-                                max_near_fraction=0.1, max_flips=50)
+                                max_near_fraction=0.25, max_flips=50)
     final = results[0].pred_sem_seg.data[0].numpy()
     keep = fx['pred_final_fragile'] == 0
     np.testing.assert_array_equal(final[keep], fx['pred_final'][keep])

@@ -18,7 +18,7 @@ model = dict(
     backbone=dict(type='CorrCLIPBackbone', model_name='ViT-B-16-quickgelu', pretrained='metaclip_fullcc',
                   alpha=1.0, beta=0.5),
     # dino_type='dino_vitb8' of base_config.py (torch.hub), here timm vit_base_patch8_224.dino
-    vfm=dict(type='VFMBackbone', model_name='dino_vitb8', pretrained=True, feature='q+k'),
+    vfm=dict(type='VFMBackbone', model_name='dino_vitb8', pretrained='dino', feature='q+k'),
     proposals=dict(type='PrecomputedLabelMaps', root='data/region_masks/voc'),
     text_classifier=dict(type='OVTextClassifier', templates='imagenet80'),
     vocabulary=None,

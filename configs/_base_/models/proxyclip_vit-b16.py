@@ -15,7 +15,7 @@ model = dict(
     backbone=dict(type='OpenCLIPBackbone', model_name='ViT-B-16', pretrained='openai',
                   attention=[dict(type='ExternalAffinityAttention', blocks=-1)], pos_mode='bicubic_scale'),
     # vfm_model='dino' of base_config.py: torch.hub dino_vitb8, here timm vit_base_patch8_224.dino
-    vfm=dict(type='VFMBackbone', model_name='dino_vitb8', pretrained=True, feature='norm'),
+    vfm=dict(type='VFMBackbone', model_name='dino_vitb8', pretrained='dino', feature='norm'),
     text_classifier=dict(type='OVTextClassifier', templates='imagenet80'),
     vocabulary=None,
     logit_scale=40.0,

@@ -79,7 +79,9 @@ class VFMBackbone(BaseModule):
     Args:
         model_name (str): 'dino_vitb8' (default), 'dino_vits8', 'dino_vitb16', 'dino_vits16', 'dinov2_vitb14',
             'dinov2_vits14', 'dinov2_vitb14_reg', 'dinov2_vits14_reg', 'mae_vitb16', or a timm 'arch[.tag]'.
-        pretrained (bool): the timm tag's weights (from the cache, or downloaded when online). Default False.
+        pretrained (bool | str): timm's weights (from the cache, or downloaded when online): True for the
+            name's tag, or a timm tag such as 'dino' (configs use the tag, so ``strip_weight_sources``
+            removes it for random-weight runs). Default False.
         checkpoint (str, optional): local weights (official ``.pth`` or timm state dict).
         model_kwargs (dict, optional): timm architecture overrides (tests: ``depth``, ``embed_dim``, ...).
         feature (str): one of :data:`FEATURES` (module docstring). Default 'norm'.

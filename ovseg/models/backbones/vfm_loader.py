@@ -115,7 +115,8 @@ def build_vfm(model_name='dino_vitb8', pretrained=False, checkpoint=None, model_
 
     Args:
         model_name (str): hub name (:data:`VFM_ARCHS`) or timm 'arch[.tag]'.
-        pretrained (bool): load the tag's weights (cache, else download when online). Default False.
+        pretrained (bool | str): load timm's weights (cache, else download when online): True for the name's
+            tag, or a timm tag ('dino', 'lvd142m', 'mae'). Default False.
         checkpoint (str, optional): local weights file (takes precedence over ``pretrained``).
         model_kwargs (dict, optional): timm architecture overrides (e.g. ``depth=4`` for tests).
         cache_dir (str, optional): Hugging Face cache folder.
@@ -132,6 +133,7 @@ def build_vfm(model_name='dino_vitb8', pretrained=False, checkpoint=None, model_
     if checkpoint is not None:
         load_vfm_weights(model, checkpoint)
     elif pretrained:
+        tag = pretrained if isinstance(pretrained, str) else tag
         load_vfm_weights(model, resolve_vfm_pretrained(arch, tag, cache_dir))
     model.requires_grad_(False)
     return model.eval(), pos_mode
