@@ -161,8 +161,8 @@ def vfm_intermediates(vfm, x):
     """The foundation model on (1, 3, H, W) input: token arrays (N, D), prefix tokens first.
 
     Returns:
-        dict: ``pos_grid`` (h*w, D: the resized grid part of the positional embedding), ``patch_embed`` (h*w, D), ``tokens`` (after the
-        positional embedding), ``block{i}_out``, ``norm_out``, ``q`` / ``k`` / ``v`` of the last block, ``grid``.
+        dict: ``pos_grid`` (h*w, D: the resized grid part of the positional embedding), ``patch_embed``
+        (h*w, D), ``tokens`` (after the positional embedding), ``block{i}_out``, ``norm_out``, ``q`` / ``k`` / ``v`` of the last block, ``grid``.
     """
     tower = vfm.tower
     depth = vfm.depth

@@ -70,7 +70,8 @@ def test_official_dinov2_checkpoint_is_converted(tmp_path):
     official = {k: v.clone() for k, v in timm_state.items() if k not in ('reg_token', 'cls_token', 'pos_embed')}
     pos_cls = torch.randn(1, 1, 32)
     official.update(register_tokens=timm_state['reg_token'], mask_token=torch.zeros(1, 32),
-                    cls_token=timm_state['cls_token'] - pos_cls, pos_embed=torch.cat([pos_cls, timm_state['pos_embed']], 1))
+                    cls_token=timm_state['cls_token'] - pos_cls,
+                    pos_embed=torch.cat([pos_cls, timm_state['pos_embed']], 1))
     converted = convert_vfm_state_dict(official, vfm.trunk)
     torch.testing.assert_close(converted['cls_token'], timm_state['cls_token'])
     path = tmp_path / 'dinov2.pth'

@@ -176,7 +176,8 @@ def test_parity_corrclip_clip_window(case):
     n = int(fx['win_n_mct'][0])
     assert layout.num_tokens == n
     token_grid = fx['win_masks_token'].shape[-2:]
-    np.testing.assert_array_equal(nearest_labels(run['extra']['merged'], token_grid)[0].numpy(), fx['win_masks_token'][0])
+    np.testing.assert_array_equal(nearest_labels(run['extra']['merged'], token_grid)[0].numpy(),
+                                  fx['win_masks_token'][0])
     np.testing.assert_array_equal(layout.expand[0].numpy().reshape(fx['w0_expand_masks'].shape), fx['w0_expand_masks'])
     tok, q = fx['tok_idx'], fx['q_idx']
     for i in range(layers - 1):
