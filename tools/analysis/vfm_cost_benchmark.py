@@ -2,8 +2,8 @@
 
 Usage::
 
-    MALLOC_MMAP_THRESHOLD_=131072 python tools/analysis/vfm_cost_benchmark.py [--precision fp32 bf16] [--whole 448 448] [--slide 448 672]
-        [--repeats 3] [--threads N] [--json OUT]
+    MALLOC_MMAP_THRESHOLD_=131072 python tools/analysis/vfm_cost_benchmark.py [--precision fp32 bf16]
+        [--whole 448 448] [--slide 448 672] [--repeats 3] [--methods ...] [--threads N] [--json OUT]
 
 Each model is its VOC-21 config (``configs/{maskclip,proxyclip,corrclip}/*_voc21.py``) with random weights
 (the same cost as trained ones) and one text template, run through ``model.predict`` (inference,
@@ -18,8 +18,8 @@ Stages (exclusive wall time per image, :mod:`ovseg.utils.stage_timer`): ``clip``
 (everything else: affinities, mask merging with DBSCAN, similarities, upsampling, post-processing).
 Peak memory is the growth of the process's peak RSS during one call (VmHWM reset before it), i.e. the
 activations on top of the loaded weights; run with ``MALLOC_MMAP_THRESHOLD_=131072`` so that glibc returns
-large freed blocks to the system (otherwise memory kept from an earlier call hides the growth). Models run in interleaved rounds after one untimed round;
-medians are reported. Text embeddings are computed before timing.
+large freed blocks to the system (otherwise memory kept from an earlier call hides the growth). Models run
+in interleaved rounds after one untimed round; medians are reported. Text embeddings are computed before timing.
 """
 import argparse
 import json
