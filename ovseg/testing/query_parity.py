@@ -12,7 +12,7 @@ from mmseg.structures import SegDataSample
 
 from ovseg.models.backbones.pos_embed import resize_pos_embed
 from ovseg.models.backbones.vit_tokens import tokens_with_position
-from ovseg.models.backbones.vit_towers import vit_tower
+from ovseg.models.backbones.vit_towers import tower_depth, vit_tower
 from ovseg.models.backbones.vit_walker import walk
 from ovseg.registry import MODELS
 from ovseg.testing.parity import det_state_dict_for
@@ -107,7 +107,7 @@ def window_intermediates(model, crop):
     """
     visual = model.backbone.clip.visual
     tower = vit_tower(visual)
-    last = len(tower.blocks) - 1
+    last = tower_depth(tower) - 1
     tokens, grid = tokens_with_position(visual, crop, model.backbone.pos_mode)
     sites = ('ln_1', 'q', 'k', 'v', 'attn_residual') + (('mlp',) if model.backbone.strategies[last].ffn else ())
     taps = ['embed'] + [f'blocks.{i}' for i in range(last + 1)] + [f'blocks.{last}.{s}' for s in sites]

@@ -12,6 +12,10 @@ from ovseg.text.vocabulary import VOCABULARY_DIR
 COUNTS = {'voc21': 21, 'voc20': 20, 'pc60': 60, 'pc59': 59, 'pc459': 459, 'coco_stuff171': 171,
           'coco_object81': 81, 'cityscapes19': 19, 'ade150': 150, 'ade847': 847,
           'coco_panoptic133': 133}
+# the originals' query lists of SCLIP (also used by NACLIP and ClearCLIP) and ClearCLIP's VOC-21 file
+COUNTS.update({f'sclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81',
+                                                            'coco_stuff171', 'cityscapes19', 'ade150')})
+COUNTS['clearclip_voc21'] = 21
 
 # built-in vocabulary -> mmseg dataset class whose METAINFO classes it must equal, in order
 MMSEG_DATASETS = {'voc21': 'PascalVOCDataset', 'pc60': 'PascalContextDataset',
@@ -268,3 +272,16 @@ def test_text_package_is_torch_free():
             else:
                 continue
             assert not {m.split('.')[0] for m in modules} & heavy, (path.name, modules)
+
+
+def test_verbatim_files_keep_spaces_and_shared_synonyms(tmp_path):
+    path = write(tmp_path, '# an original query list\n#! verbatim\n0:sky,bed\n1:"wood "\n2:bed\n')
+    vocab = parse_vocabulary_file(path)
+    assert vocab.verbatim and vocab.classes == (('sky', 'bed'), ('wood ',), ('bed',))
+    assert vocab.synonym_to_class == [0, 0, 1, 2]
+    with pytest.raises(VocabularyError, match='two classes'):
+        parse_vocabulary_file(write(tmp_path, '0:sky,bed\n1:bed\n', name='strict.txt'))
+    with pytest.raises(VocabularyError, match='duplicate class'):
+        parse_vocabulary_file(write(tmp_path, '#! verbatim\n0:bed\n1:bed\n', name='dup.txt'))
+    assert Vocabulary((('a ',), ('b',)), verbatim=True).names == ['a ', 'b']
+    assert Vocabulary((('a ',), ('b',))).names == ['a', 'b']

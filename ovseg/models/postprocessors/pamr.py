@@ -67,7 +67,7 @@ def pamr(image, scores, num_iter=10, dilations=(8, 16)):
             n = 0
             for p, d in zip(padded, dilations):
                 for o in _NEIGHBOURS:
-                    out = out + aff[:, n:n + 1] * _shifted(p, d, o, size)
+                    out.addcmul_(aff[:, n:n + 1], _shifted(p, d, o, size))
                     n += 1
             scores = out
         return scores

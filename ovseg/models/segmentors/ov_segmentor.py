@@ -36,7 +36,9 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
             is background), ``objectness_thresh`` (0.5), ``names`` (synonyms that replace the background
             class's own, e.g. ``ovseg.text.BACKGROUND_STUFF``), ``class_name`` ('background').
         kspd (dict, optional): MaskCLIP+ test-time refinement: ``pd_thresh`` (0.5), ``ks_thresh`` (1.0),
-            ``key_norm`` ('spatial' as in the original code).
+            ``key_norm`` ('spatial' as in the original code). The keys are MaskCLIP's: ViT
+            ``out_proj(k(ln_1 x))`` of the last block, ResNet the attention pool's ``k_proj`` at every
+            position (chongzhou96/MaskCLIP ``vit.py`` / ``maskclip_head.py``).
         test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
             similarity, softmax and rules always run in float32.
@@ -76,6 +78,9 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         self.align_corners = False
         needed = tuple(getattr(self.refiner, 'token_layers', ()))
         if self.kspd and self.kspd.get('ks_thresh', 0) > 0:
+            if getattr(self.backbone, 'kind', 'vit') not in ('vit', 'resnet'):
+                raise ValueError(f'MaskCLIP+ key smoothing reads the keys of the last ViT block or of the ResNet '
+                                 f'attention pool; a {self.backbone.kind} tower has none (set kspd.ks_thresh=0).')
             needed += ('last_keys',)
         missing = tuple(n for n in needed if n not in self.backbone.token_layers)
         self.backbone.token_layers = tuple(self.backbone.token_layers) + missing

@@ -23,7 +23,9 @@ def key_smoothing(probs, keys, thresh, key_norm='spatial'):
 
     Args:
         probs (Tensor): (B, K, h, w) class probabilities.
-        keys (Tensor): (B, D, h, w) keys of the last ViT block.
+        keys (Tensor): (B, D, h, w) MaskCLIP's keys: ViT ``out_proj(k(ln_1 x))`` of the last block (the
+            output projection with its bias applied to the keys, as MaskCLIP's ``vit.py``), ResNet the
+            attention pool's key projection at every position.
         thresh (float): locations whose top probability is below it are smoothed (1.0 = all, published).
         key_norm (str): 'spatial' normalises each key channel over locations, as the original MaskCLIP
             code does (``F.normalize`` on an (N, HW, C) tensor, dim 1); 'channel' uses cosine affinity.
