@@ -45,8 +45,9 @@ def tiny_model(method):
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('dataset', DATASETS)
 def test_vfm_configs_protocol(method, dataset):
-    """Each config builds its method with the original's settings (cheap: config only)."""
+    """Each config is one method layer over _base_ with the original's settings (cheap: config only)."""
     cfg = shipped(method, dataset)
+    assert all(b.startswith('../_base_/') for b in Config._get_base_files(cfg.filename))  # never on a leaf
     model = cfg.model
     assert model.type == {'proxyclip': 'ProxyCLIPSegmentor', 'corrclip': 'CorrCLIPSegmentor'}[method]
     assert model.vfm.model_name == 'dino_vitb8' and model.logit_scale == 40.0
