@@ -3,7 +3,8 @@
 Usage::
 
     MALLOC_MMAP_THRESHOLD_=131072 python tools/analysis/vfm_cost_benchmark.py [--precision fp32 bf16]
-        [--whole 448 448] [--slide 448 672] [--repeats 3] [--methods ...] [--threads N] [--json OUT]
+        [--whole 448 448] [--slide 448 672] [--repeats 3] [--methods ...] [--modes whole slide] [--threads N]
+        [--json OUT]
 
 Each model is its VOC-21 config (``configs/{maskclip,proxyclip,corrclip}/*_voc21.py``) with random weights
 (the same cost as trained ones) and one text template, run through ``model.predict`` (inference,
@@ -50,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument('--slide', type=int, nargs=2, default=(448, 672), metavar=('H', 'W'))
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds. Default 3')
     parser.add_argument('--methods', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument('--modes', nargs='+', default=['whole', 'slide'], choices=['whole', 'slide'])
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--json', default=None)
     return parser.parse_args(argv)
@@ -122,13 +124,15 @@ def run(args):
     models = {m: build(m, label_dir) for m in args.methods}
     inputs = {}
     for mode, shape in (('whole', args.whole), ('slide', args.slide)):
+        if mode not in args.modes:
+            continue
         inputs[mode] = {m: make_input(model, shape, label_dir, f'{mode}_{shape[0]}x{shape[1]}')
                         for m, model in models.items()}
     results = dict(machine=platform.processor() or platform.machine(), torch=torch.__version__,
                    threads=torch.get_num_threads(), repeats=args.repeats, whole=list(args.whole),
                    slide=list(args.slide), rows=[])
     for precision in args.precision:
-        for mode in ('whole', 'slide'):
+        for mode in args.modes:
             runs = {m: [] for m in models}
             for round_index in range(args.repeats + 1):
                 for m, model in models.items():
