@@ -90,3 +90,16 @@ def test_corrclip_generated_proposals_from_the_input():
         type='GeneratedLabelMaps', generator=dict(type='SuperpixelProposals', n_segments=6)))).eval()
     out = _predict(model, (48, 64))
     assert out.pred_sem_seg.data.shape == (1, 48, 64)
+
+
+def test_proxyclip_with_sam_encoder_proxy():
+    """ProxyCLIP's 'sam' proxy: the window resized to SAM's input size, the neck's 256-channel map."""
+    torch.manual_seed(0)
+    cfg = _cfg('proxyclip', 'slide', vfm=dict(type='SAMEncoderBackbone', arch='tiny', image_size=64),
+               vfm_input_size=(64, 64))
+    model = MODELS.build(cfg).eval()
+    with torch.no_grad():
+        aff = model.affinity(torch.randn(2, 3, 64, 64))
+    assert aff.grid == (4, 4) and aff.weights.shape == (2, 16, 16)
+    out = _predict(model, (48, 80))
+    assert out.seg_logits.data.shape == (3, 48, 80) and torch.isfinite(out.seg_logits.data).all()
