@@ -6,6 +6,7 @@ code's own key names, converted to timm's by :func:`ovseg.models.backbones.vfm_l
 The helpers build the ovseg segmentor of a case and read the walker's intermediates of one window.
 """
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def case_arrays(folder, case):
 
 
 def vfm_checkpoint(shapes, seed, root):
-    """Deterministic weights in the original VFM's key names, written to a temporary ``.pth`` (path returned)."""
+    """Deterministic weights in the original VFM's key names, written to a temporary ``.pth`` (path returned;
+    :func:`build_and_clean` removes it once the model is built)."""
     det = load_detweights(root)
     state = {k: torch.from_numpy(v) for k, v in det.det_state_dict({k: tuple(v) for k, v in shapes.items()},
                                                                   seed=seed).items()}
@@ -54,6 +56,14 @@ def vfm_config(kind, shapes, seed, root, feature='norm'):
     depth = 1 + max(int(k.split('.')[1]) for k in shapes if k.startswith('blocks.'))
     return dict(type='VFMBackbone', model_name=name, checkpoint=vfm_checkpoint(shapes, seed, root),
                 model_kwargs=dict(extra, depth=depth), feature=feature)
+
+
+def build_and_clean(cfg):
+    """Build a segmentor config, then delete the temporary VFM checkpoint it was built from."""
+    try:
+        return MODELS.build(cfg)
+    finally:
+        shutil.rmtree(Path(cfg['vfm']['checkpoint']).parent, ignore_errors=True)
 
 
 _CLIP_WEIGHTS = {}  # (root, seed, shapes) -> state dict: the cases of a folder share one CLIP
@@ -88,7 +98,7 @@ def proxyclip_segmentor(folder, kind):
                pad_multiple=method['pad_multiple'],
                test_cfg=dict(mode='slide', crop_size=method['slide_crop'], stride=method['slide_stride'],
                              window_batch=4))
-    model = MODELS.build(cfg)
+    model = build_and_clean(cfg)
     load_clip(model, man, root, man['weights']['clip_shapes'])
     return model.eval()
 
@@ -130,7 +140,7 @@ def corrclip_segmentor(folder, case):
                vocabulary=['x'], logit_scale=method['logit_scale'],
                test_cfg=dict(mode='slide', crop_size=method['slide_crop'], stride=method['slide_stride'],
                              window_batch=4))
-    model = MODELS.build(cfg)
+    model = build_and_clean(cfg)
     load_clip(model, man, root, man['weights']['clip_shapes'])
     return model.eval()
 
