@@ -235,6 +235,11 @@ def test_eva_tower_standard_only(eva_like):
         feats = vit_dense_forward(eva_like, x, with_global=True, attention=())
         torch.testing.assert_close(feats.global_feat, eva_like(x), **ATOL)
         assert feats.dense.shape == (2, 32, 4, 4)
+        # the pooled embedding stays the tower's own when a block runs otherwise (rope on the kept stream)
+        masked = vit_dense_forward(eva_like, x, with_global=True,
+                                   attention=[dict(type='QKAttention', blocks=-1, mask_key='m')],
+                                   external={'m': torch.zeros(17, 17)})
+        torch.testing.assert_close(masked.global_feat, eva_like(x), **ATOL)
         with pytest.raises(NotImplementedError, match='EvaBlock'):
             vit_dense_forward(eva_like, x, attention=[dict(type='CorrelativeAttention', blocks=-1)])
 

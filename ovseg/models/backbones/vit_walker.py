@@ -225,6 +225,7 @@ def walk(tower, images=None, *, tokens=None, normed=False, grid=None, strategies
     ctx = WalkContext(grid=tuple(grid or (0, 0)), num_prefix=tower.num_prefix, depth=depth,
                       external=dict(external or {}), rope=rope, sites=sites, wanted=set(record))
     x, plain, snapshots, result_taps, layout = tokens, None, {}, {}, {}
+    plain_ctx = WalkContext(grid=ctx.grid, num_prefix=ctx.num_prefix, depth=depth, rope=rope)
     for name in outputs.get(-1, ()):
         result_taps[name], layout[name] = x, (ctx.grid, ctx.num_prefix)
     for index, view in enumerate(tower.blocks):
@@ -234,8 +235,8 @@ def walk(tower, images=None, *, tokens=None, normed=False, grid=None, strategies
         strategy = strategies.get(index)
         if with_plain and plain is None and not getattr(strategy, 'is_standard', strategy is None):
             plain = x  # the pooled embedding needs the standard blocks from here on
-        if plain is not None:
-            plain = view.forward(plain)
+        if plain is not None:  # no taps on this stream; rotary embeddings still apply
+            plain = view.forward(plain, plain_ctx, index=index)
         x = strategy(view, x, ctx) if strategy is not None else view.forward(x, ctx, index=index)
         for name in outputs.get(index, ()):
             result_taps[name], layout[name] = x, (ctx.grid, ctx.num_prefix)
