@@ -1,29 +1,11 @@
 # FC-CLIP ConvNeXt-L trained on COCO panoptic, evaluated zero-shot on ADE20K-150 (semantic mIoU, panoptic PQ,
-# instance mask AP in one pass). Test size as released: short side 800, long side at most 1333 (PIL bilinear,
-# as detectron2).
+# instance mask AP in one pass) with FC-CLIP's protocol: its ADE-150 class list, short side 800 / long side at
+# most 1333 (PIL bilinear, as detectron2), mask AP against ade20k_instance_val.json.
 #   python tools/test.py configs/fcclip_ade.py fcclip_cocopan_ovseg.pth
 # (convert the released checkpoint first: tools/model_converters/fcclip_to_ovseg.py; data layout:
 # docs/datasets.md#ade-150-panoptic)
 _base_ = [
-    '_base_/models/fcclip_convnext-l.py', '_base_/datasets/ade150_panoptic.py', '_base_/default_runtime.py'
+    '_base_/models/fcclip_convnext-l.py', '_base_/datasets/fcclip/ade150_panoptic.py',
+    '_base_/default_runtime.py'
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True, backend='pillow', interpolation='bilinear'),
-    dict(type='LoadAnnotations'),
-    dict(type='LoadPanopticSegIds'),
-    dict(type='PackPanopticInputs'),
-]
-test_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
-val_dataloader = test_dataloader
-# ADE20K-150 panoptic thing classes (ids into ade150; the other 50 classes are stuff).
-ade150_things = [
-    7, 8, 10, 12, 14, 15, 18, 19, 20, 22, 23, 24, 27, 30, 31, 32, 33, 35, 36, 37, 38, 39, 41, 42, 43, 44, 45,
-    47, 49, 50, 53, 55, 56, 57, 58, 62, 64, 65, 66, 67, 69, 70, 71, 72, 73, 74, 75, 76, 78, 80, 81, 82, 83,
-    85, 86, 87, 88, 89, 90, 92, 93, 95, 97, 98, 102, 103, 104, 107, 108, 110, 111, 112, 115, 116, 118, 119,
-    120, 121, 123, 124, 125, 126, 127, 129, 130, 132, 133, 134, 135, 136, 137, 138, 139, 142, 143, 144,
-    146, 147, 148, 149,
-]
-model = dict(vocabulary='ade150', thing_classes=ade150_things)
-# Metrics (from the dataset base): OVIoUMetric (detectron2 convention, as FC-CLIP's numbers), OVPanopticMetric
-# (panopticapi's PQ), OVInstanceAPMetric (pycocotools mask AP).
+model = dict(vocabulary=_base_.vocabulary, thing_classes=_base_.thing_classes, test_cfg=_base_.outputs)

@@ -1,4 +1,4 @@
-"""Web demo: open-vocabulary segmentation, SAM click/box prompts and zero-shot anomaly maps.
+"""Web demo: open-vocabulary segmentation, SAM click/box prompts and zero-/few-shot anomaly maps.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
     python demo/gradio_app.py --model maskclip --model clip-dinoiser clip_dinoiser.pth \\
         --sam-checkpoint sam_vit_b_01ec64.pth --port 7861
     python demo/gradio_app.py --config my_config.py --checkpoint my.pth --device cuda
+    python demo/gradio_app.py --sam-backend sam2                # clicks/boxes with SAM 2.1 (transformers)
+    python demo/gradio_app.py --model sam3 --model maskclip     # SAM 3 text prompts (facebook/sam3, gated)
 
 Models are chosen here, never from the page. Exit codes: 0 after the server stops; 1 bad arguments;
 2 pretrained weights unavailable (cached nowhere and no network).
@@ -17,15 +19,16 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ANOMALY_CONFIG = REPO_ROOT / 'configs' / 'anomaly' / 'winclip_vit-b16-plus-240_mvtec.py'
+# WinCLIP+: zero-shot WinCLIP without reference images, few-shot with the ones given in the page.
+DEFAULT_ANOMALY_CONFIG = REPO_ROOT / 'configs' / 'anomaly' / 'winclip_vit-b16-plus-240_1shot_mvtec.py'
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=None,
-                        help="first model: a preset (maskclip, clip-dinoiser, sam-refined, fcclip) "
-                             "or a config file (default: maskclip)")
+                        help="first model: a preset (maskclip, clip-dinoiser, sam-refined, sam2-refined, "
+                             "sam3, fcclip) or a config file (default: maskclip)")
     parser.add_argument('--checkpoint', default=None, help='weights of --config (weights_only)')
     parser.add_argument('--model', nargs='+', action='append', default=[],
                         metavar=('NAME', 'CHECKPOINT'),
@@ -37,8 +40,18 @@ def parse_args(argv=None):
                         help="SAM image encoder (default vit_b; 'tiny' is for tests)")
     parser.add_argument('--sam-image-size', type=int, default=1024,
                         help='SAM input side (1024 for released weights)')
+    parser.add_argument('--sam-backend', default='segment-anything', choices=['segment-anything', 'sam2'],
+                        help="SAM of the click/box mode: segment-anything (--sam-checkpoint) or sam2 "
+                             "(--sam2-model, through transformers)")
+    parser.add_argument('--sam2-model', default='facebook/sam2.1-hiera-large',
+                        help='SAM 2 Hugging Face id or local folder (click/box mode with --sam-backend sam2, '
+                             'and the sam2-refined preset)')
+    parser.add_argument('--sam2-arch', default='hiera_l',
+                        choices=['hiera_t', 'hiera_s', 'hiera_b+', 'hiera_l', 'tiny'],
+                        help="SAM 2 size with --random-weights (default hiera_l; 'tiny' is for tests)")
     parser.add_argument('--anomaly-config', default=str(DEFAULT_ANOMALY_CONFIG),
-                        help="single-image anomaly config (WinCLIP); 'none' hides the mode")
+                        help="single-image anomaly config (default WinCLIP+: zero-shot, or few-shot with "
+                             "reference images; AdaptCLIP needs --anomaly-checkpoint); 'none' hides the mode")
     parser.add_argument('--anomaly-checkpoint', default=None, help='weights of --anomaly-config')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]' (default: cpu)")
     parser.add_argument('--host', default='127.0.0.1',
@@ -77,7 +90,7 @@ def model_specs(args):
         if len(values) > 2:
             raise ValueError(f'--model takes NAME [CHECKPOINT], got {values}.')
         entries.append((values[0], values[1] if len(values) == 2 else None))
-    specs = [resolve_model(name, ckpt, args.random_weights, args.sam_checkpoint)
+    specs = [resolve_model(name, ckpt, args.random_weights, args.sam_checkpoint, sam2_model=args.sam2_model)
              for name, ckpt in entries]
     if args.config is not None and Path(args.config).is_file():
         from demo.app.models import ModelSpec, label_for_config
@@ -87,12 +100,24 @@ def model_specs(args):
     return specs
 
 
+def sam2_factory(args):
+    """(factory, '') for the click/box mode on SAM 2; the weights are looked up now (fail fast offline)."""
+    from ovseg.models.proposals import SAM2Predictor
+    if args.random_weights:
+        return lambda: SAM2Predictor(arch=args.sam2_arch).to(args.device), ''
+    from ovseg.models.proposals.hf_weights import resolve_model_folder
+    folder = resolve_model_folder(args.sam2_model)  # WeightsUnavailableError: exit code 2
+    return lambda: SAM2Predictor(pretrained=folder).to(args.device), ''
+
+
 def sam_factory(args):
     """(factory or None, reason) for the click/box mode."""
     try:
         from ovseg.models.proposals import InteractivePrompter, SAMPredictor  # noqa: F401
     except ImportError as err:
         return None, f'this ovseg has no interactive SAM prompter ({err}).'
+    if args.sam_backend == 'sam2':
+        return sam2_factory(args)
     if args.sam_checkpoint is None and not args.random_weights:
         return None, ('start the demo with `--sam-checkpoint sam_vit_b_01ec64.pth` (SAM weights) '
                       'or `--random-weights`.')
@@ -109,7 +134,7 @@ def sam_factory(args):
 
 def anomaly_factory(args):
     """(factory or None, reason) for the anomaly mode."""
-    from demo.app.anomaly import AnomalyRunner, AnomalyUnavailable, check_anomaly_config
+    from demo.app.anomaly import AnomalyUnavailable, build_anomaly_inferencer, check_anomaly_config
     if str(args.anomaly_config).lower() == 'none':
         return None, 'disabled with `--anomaly-config none`.'
     try:
@@ -118,8 +143,8 @@ def anomaly_factory(args):
         return None, str(err)
 
     def build():
-        return AnomalyRunner(args.anomaly_config, args.anomaly_checkpoint, args.device,
-                             args.random_weights)
+        return build_anomaly_inferencer(args.anomaly_config, args.anomaly_checkpoint, args.device,
+                                        args.random_weights)
 
     return build, ''
 

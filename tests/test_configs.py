@@ -34,17 +34,39 @@ def test_maskclip_config(name):
     assert all(base.startswith('../_base_/') for base in _bases(path))  # never on another leaf
     assert cfg.custom_imports['imports'] == ['ovseg']
     assert {'type': 'WeightsOnlyCheckpointHook'} in cfg.custom_hooks
-    assert cfg.model.vocabulary == name
-    assert cfg.model.backbone.pretrained == 'openai' and cfg.model.text_classifier.templates == 'imagenet80'
+    # MaskCLIP's own class names and its 85 templates (prompt_engineering.py)
+    assert cfg.model.vocabulary == f'maskclip/{name}'
+    assert cfg.model.backbone.pretrained == 'openai' and cfg.model.text_classifier.templates == 'maskclip85'
     assert (cfg.model.test_cfg.crop_size, cfg.model.test_cfg.stride) == (448, 448 // 2)
-    # Dataset label ids and vocabulary classes are the same list in the same order.
-    vocab = load_vocabulary(name)
-    assert _dataset_classes(cfg.test_dataloader.dataset) == tuple(vocab.names)
+    # One vocabulary class per dataset label id.
+    assert len(_dataset_classes(cfg.test_dataloader.dataset)) == len(load_vocabulary(cfg.model.vocabulary))
     if name in ('voc21', 'coco_object81'):
         assert tuple(cfg.model.background.names) == BACKGROUND_STUFF
     else:
         assert 'background' not in cfg.model
     assert cfg.test_evaluator == dict(type='OVIoUMetric', iou_metrics=['mIoU'])  # convention 'mmseg'
+
+
+@pytest.mark.parametrize('name', BENCHMARKS)
+def test_clip_dinoiser_config(name):
+    """CLIP-DINOiser's dataset CLASSES (one name each), its 80 templates, slide 448 / 224, and the
+    background rule on VOC-21 and COCO-Object only (main_eval.py's apply_found)."""
+    path = REPO / 'configs/clip_dinoiser' / f'clip_dinoiser_vit-b16_{name}.py'
+    cfg = Config.fromfile(str(path))
+    assert all(base.startswith('../_base_/') for base in _bases(path))
+    assert cfg.model.vocabulary == f'clip_dinoiser/{name}'
+    assert cfg.model.text_classifier.templates == 'imagenet80'
+    assert cfg.model.backbone.pretrained == 'laion2b_s34b_b88k'
+    assert (cfg.model.test_cfg.mode, cfg.model.test_cfg.crop_size, cfg.model.test_cfg.stride) == ('slide', 448, 224)
+    vocab = load_vocabulary(cfg.model.vocabulary)
+    assert len(_dataset_classes(cfg.test_dataloader.dataset)) == len(vocab)
+    assert all(len(cls) == 1 for cls in vocab.classes)
+    rule = cfg.model.get('background')
+    if name == 'pc60':
+        assert rule is None
+    else:
+        assert rule == dict(thresh=0.99, objectness_thresh=0.5, optional=True)
+        assert ('background' in vocab.names) == (name in ('voc21', 'coco_object81'))
 
 
 @pytest.mark.parametrize('name', BENCHMARKS + UINT16_BENCHMARKS)

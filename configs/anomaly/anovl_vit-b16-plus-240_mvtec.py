@@ -10,10 +10,10 @@ custom_imports = dict(
     allow_failed_imports=False)
 # Heat-map overlays (image + ground-truth outline | anomaly map) for tools/test.py --show-dir.
 visualizer = dict(type='AnomalyLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
-# The reference resizes with PIL (torchvision Resize: bilinear, antialiased).
+# The reference's own resize (test_resize of the model base), PIL decoding as the reference reads images.
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(240, 240), keep_ratio=False, interpolation='bilinear', backend='pillow'),
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    _base_.test_resize,
     dict(type='LoadAnomalyMask'),
     dict(type='PackSegInputs', meta_keys={{_base_.anomaly_meta_keys}}),
 ]

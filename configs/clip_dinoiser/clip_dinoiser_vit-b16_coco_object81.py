@@ -4,4 +4,4 @@ _base_ = [
     '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/datasets/coco_object81.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(vocabulary='coco_object81')
+model = dict(vocabulary='clip_dinoiser/coco_object81')

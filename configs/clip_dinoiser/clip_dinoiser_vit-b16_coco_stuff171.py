@@ -3,4 +3,4 @@ _base_ = [
     '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/datasets/coco_stuff171.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(vocabulary='coco_stuff171')
+model = dict(vocabulary='clip_dinoiser/coco_stuff171')

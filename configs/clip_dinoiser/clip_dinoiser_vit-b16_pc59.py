@@ -3,4 +3,4 @@ _base_ = [
     '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/datasets/pc59.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(vocabulary='pc59')
+model = dict(vocabulary='clip_dinoiser/pc59')

@@ -4,4 +4,4 @@ _base_ = [
     '../_base_/default_runtime.py'
 ]
 # PC-60 has a 'background' class, but the published protocol scores it with CLIP only (no rule).
-model = dict(vocabulary='pc60', background=None)
+model = dict(vocabulary='clip_dinoiser/pc60', background=None)

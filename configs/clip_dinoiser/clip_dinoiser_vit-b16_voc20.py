@@ -3,4 +3,4 @@ _base_ = [
     '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/datasets/voc20.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(vocabulary='voc20')
+model = dict(vocabulary='clip_dinoiser/voc20')

@@ -4,4 +4,4 @@ _base_ = [
     '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/datasets/voc21.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(vocabulary='voc21')
+model = dict(vocabulary='clip_dinoiser/voc21')

@@ -1,19 +1,11 @@
-# FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on Cityscapes val: semantic mIoU, panoptic PQ and
-# COCO-style mask AP (the published AP uses the Cityscapes instance protocol instead). Test size as the
-# released fcclip_convnext_large_eval_cityscapes.yaml: short side 1024, long side at most 2560.
+# FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on Cityscapes val with FC-CLIP's protocol:
+# semantic mIoU,
+# panoptic PQ and COCO-style mask AP (the published AP uses the Cityscapes instance protocol instead),
+# short side
+# 1024 / long side at most 2560, as the released fcclip_convnext_large_eval_cityscapes.yaml.
 # Data: docs/datasets.md#cityscapes-panoptic.
 _base_ = [
-    '../_base_/models/fcclip_convnext-l.py', '../_base_/datasets/cityscapes_panoptic.py',
+    '../_base_/models/fcclip_convnext-l.py', '../_base_/datasets/fcclip/cityscapes_panoptic.py',
     '../_base_/default_runtime.py'
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2560, 1024), keep_ratio=True, backend='pillow', interpolation='bilinear'),
-    dict(type='LoadAnnotations'),
-    dict(type='LoadPanopticSegIds'),
-    dict(type='PackPanopticInputs'),
-]
-test_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
-val_dataloader = test_dataloader
-# person, rider, car, truck, bus, train, motorcycle, bicycle
-model = dict(vocabulary='cityscapes19', thing_classes=[11, 12, 13, 14, 15, 16, 17, 18])
+model = dict(vocabulary=_base_.vocabulary, thing_classes=_base_.thing_classes, test_cfg=_base_.outputs)

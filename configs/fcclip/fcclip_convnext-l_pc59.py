@@ -1,16 +1,8 @@
-# FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on PASCAL Context 59, semantic only, as the
-# released fcclip_convnext_large_eval_pc59.yaml. Short side 800, long <= 1333; detectron2's mIoU convention.
+# FC-CLIP ConvNeXt-L (trained on COCO panoptic) zero-shot on PASCAL Context 59 with FC-CLIP's protocol
+# (semantic only, as the released fcclip_convnext_large_eval_pc59.yaml; FC-CLIP's class list; detectron2
+# mIoU).
 _base_ = [
-    '../_base_/models/fcclip_convnext-l.py', '../_base_/datasets/pc59.py', '../_base_/default_runtime.py'
+    '../_base_/models/fcclip_convnext-l.py', '../_base_/datasets/fcclip/pc59.py',
+    '../_base_/default_runtime.py'
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True, backend='pillow', interpolation='bilinear'),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
-]
-test_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
-val_dataloader = test_dataloader
-test_evaluator = dict(_delete_=True, type='OVIoUMetric', convention='detectron2')
-val_evaluator = test_evaluator
-model = dict(vocabulary='pc59', test_cfg=dict(panoptic_on=False, instance_on=False))
+model = dict(vocabulary=_base_.vocabulary, test_cfg=_base_.outputs)

@@ -3,4 +3,4 @@ _base_ = [
     '../_base_/models/maskclip_vit-b16.py', '../_base_/datasets/cityscapes19.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(vocabulary='cityscapes19')
+model = dict(vocabulary='maskclip/cityscapes19')

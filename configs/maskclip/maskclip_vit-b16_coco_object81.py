@@ -10,4 +10,4 @@ background_stuff = [
     'bed', 'building', 'cloud', 'lamp', 'door', 'window', 'wardrobe', 'ceiling', 'shelf', 'curtain',
     'stair', 'floor', 'hill', 'rail', 'fence',
 ]
-model = dict(vocabulary='coco_object81', background=dict(names=background_stuff))
+model = dict(vocabulary='maskclip/coco_object81', background=dict(names=background_stuff))

@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/ade150.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='ade150',
+    type='SAMProposalSegmentor', vocabulary='clip_dinoiser/ade150',
     proposals=_base_.sam_proposals, overlap='mean')

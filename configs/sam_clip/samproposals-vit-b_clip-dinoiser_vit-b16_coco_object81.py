@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/coco_object81.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='coco_object81',
+    type='SAMProposalSegmentor', vocabulary='clip_dinoiser/coco_object81',
     proposals=_base_.sam_proposals, overlap='mean')

@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/pc59.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='pc59',
+    type='SAMProposalSegmentor', vocabulary='clip_dinoiser/pc59',
     proposals=_base_.sam_proposals, overlap='mean')

@@ -8,5 +8,5 @@ _base_ = [
 ]
 # PC-60: no background rule, as in configs/clip_dinoiser.
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='pc60', background=None,
+    type='SAMProposalSegmentor', vocabulary='clip_dinoiser/pc60', background=None,
     proposals=_base_.sam_proposals, overlap='mean')

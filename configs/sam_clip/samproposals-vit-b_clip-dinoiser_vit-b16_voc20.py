@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/voc20.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='voc20',
+    type='SAMProposalSegmentor', vocabulary='clip_dinoiser/voc20',
     proposals=_base_.sam_proposals, overlap='mean')

@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/cityscapes19.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='cityscapes19',
+    type='SAMProposalSegmentor', vocabulary='maskclip/cityscapes19',
     proposals=_base_.sam_proposals, overlap='mean')

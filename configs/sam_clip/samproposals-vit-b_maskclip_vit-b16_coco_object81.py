@@ -14,5 +14,5 @@ background_stuff = [
     'stair', 'floor', 'hill', 'rail', 'fence',
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='coco_object81',
+    type='SAMProposalSegmentor', vocabulary='maskclip/coco_object81',
     background=dict(names=background_stuff), proposals=_base_.sam_proposals, overlap='mean')

@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/coco_stuff171.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='coco_stuff171',
+    type='SAMProposalSegmentor', vocabulary='maskclip/coco_stuff171',
     proposals=_base_.sam_proposals, overlap='mean')

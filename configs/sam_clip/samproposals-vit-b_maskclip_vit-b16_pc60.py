@@ -7,5 +7,5 @@ _base_ = [
     '../_base_/datasets/pc60.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='pc60',
+    type='SAMProposalSegmentor', vocabulary='maskclip/pc60',
     proposals=_base_.sam_proposals, overlap='mean')

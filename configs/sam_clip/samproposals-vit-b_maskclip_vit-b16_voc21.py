@@ -14,5 +14,5 @@ background_stuff = [
     'stair', 'floor', 'hill', 'rail', 'fence',
 ]
 model = dict(
-    type='SAMProposalSegmentor', vocabulary='voc21',
+    type='SAMProposalSegmentor', vocabulary='maskclip/voc21',
     background=dict(names=background_stuff), proposals=_base_.sam_proposals, overlap='mean')

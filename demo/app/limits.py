@@ -40,6 +40,7 @@ class InputLimits:
         max_text_chars (int): characters of the whole vocabulary or prompt text. Default 2000.
         max_points (int): click points per request. Default 32.
         max_boxes (int): boxes per request. Default 8.
+        max_references (int): normal reference images per anomaly request. Default 8.
     """
 
     max_pixels: int = 40_000_000
@@ -51,6 +52,7 @@ class InputLimits:
     max_text_chars: int = 2000
     max_points: int = 32
     max_boxes: int = 8
+    max_references: int = 8
 
 
 @dataclass
@@ -200,3 +202,14 @@ def parse_object_name(text, limits):
     if any(c in name for c in ',|'):
         raise DemoInputError("The object name is one phrase: leave out ',' and '|'.")
     return name
+
+
+def parse_references(files, limits):
+    """The anomaly mode's normal reference uploads: a list of at most ``max_references`` files (None and
+    an empty list mean none)."""
+    if files is None:
+        return []
+    files = [f for f in (files if isinstance(files, (list, tuple)) else [files]) if f]
+    if len(files) > limits.max_references:
+        raise DemoInputError(f'{len(files)} reference images; the limit is {limits.max_references}.')
+    return files

@@ -5,6 +5,8 @@ A model is named on the command line (never from the page) by a preset key or a 
     --model maskclip                       configs/maskclip/maskclip_vit-b16_ade150.py
     --model clip-dinoiser CKPT             needs the converted CLIP-DINOiser checkpoint
     --model sam-refined                    MaskCLIP + SAM refinement (SAM weights: --sam-checkpoint)
+    --model sam2-refined                   MaskCLIP + SAM 2 refinement (weights: --sam2-model)
+    --model sam3                           SAM 3 text prompts (configs/sam3/sam3_ade150.py: facebook/sam3)
     --model fcclip CKPT                    needs the converted FC-CLIP checkpoint
     --model path/to/config.py [CKPT]       any ovseg segmentor config
 
@@ -32,6 +34,7 @@ class Preset:
         needs_checkpoint (bool): trained weights beyond CLIP's are required (unless random weights).
         hint (str): how to get those weights.
         needs_sam (bool): SAM weights (``--sam-checkpoint``) are required (unless random weights).
+        sam2 (bool): the refiner's SAM is SAM 2, with weights from ``--sam2-model`` (hub id or folder).
         cfg_options (tuple): (dotted key, value) config overrides.
     """
 
@@ -41,6 +44,7 @@ class Preset:
     needs_checkpoint: bool = False
     hint: str = ''
     needs_sam: bool = False
+    sam2: bool = False
     cfg_options: tuple = ()
 
     def config_path(self, root=REPO_ROOT):
@@ -56,6 +60,10 @@ PRESETS = (
                 'tools/model_converters/clip_dinoiser_to_ovseg.py'),
     Preset('sam-refined', 'MaskCLIP + SAM refinement',
            ('configs/sam_clip/maskclip_vit-b16_samrefine-vit-b_ade150.py',), needs_sam=True),
+    Preset('sam2-refined', 'MaskCLIP + SAM 2 refinement',
+           ('configs/sam2_clip/maskclip_vit-b16_samrefine-sam2-hiera-l_ade150.py',), sam2=True),
+    # SAM 3 weights come from the hub id of the config (or --cfg-options through a config file of one's own)
+    Preset('sam3', 'SAM 3 (text prompts)', ('configs/sam3/sam3_ade150.py',)),
     Preset('fcclip', 'FC-CLIP ConvNeXt-L',
            ('configs/fcclip/fcclip_convnext-l_ade150.py', 'configs/fcclip_ade.py',
             'configs/fcclip/fcclip_convnext-l_coco-panoptic.py'), needs_checkpoint=True,
@@ -91,7 +99,8 @@ def available_presets(root=REPO_ROOT):
     return [p for p in PRESETS if p.config_path(root) is not None]
 
 
-def resolve_model(name, checkpoint=None, random_weights=False, sam_checkpoint=None, root=REPO_ROOT):
+def resolve_model(name, checkpoint=None, random_weights=False, sam_checkpoint=None, root=REPO_ROOT,
+                  sam2_model=None):
     """A command-line model name (preset key or config path) -> ModelSpec.
 
     Raises:
@@ -120,6 +129,8 @@ def resolve_model(name, checkpoint=None, random_weights=False, sam_checkpoint=No
                for key, value in preset.cfg_options}
     if preset.needs_sam and sam_checkpoint:
         options['model.sam_refiner.sam.checkpoint'] = str(sam_checkpoint)
+    if preset.sam2 and sam2_model:
+        options['model.sam_refiner.sam.pretrained'] = str(sam2_model)
     return ModelSpec(label=preset.label, config=str(config), checkpoint=checkpoint,
                      cfg_options=options)
 

@@ -8,8 +8,8 @@ Call graph (one model call at a time, under ``DemoServices.lock``)::
     add_click(image, prompts, action, x, y)       prompt text + preview (no model)
     segment_prompts(image, vocabulary, prompts, model)
       └─ parse_prompts ─ group_objects ─ inferencer.prompt (SAM masks, mask-pooled CLIP labels)
-    detect_anomaly(image, object name)
-      └─ AnomalyRunner (WinCLIP-style) ─ heat map + image score
+    detect_anomaly(image, object name, references)
+      └─ AnomalyInferencer (ovseg.apis; references for few-shot methods) ─ heat map + image score
 
 Every function returns plain values (RGB arrays, HTML, a Markdown status) or raises an exception
 whose message is meant for the page (see ``PAGE_ERRORS``).
@@ -21,9 +21,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from demo.app.anomaly import AnomalyUnavailable, draw_heat_map
+from demo.app.anomaly import AnomalyUnavailable
 from demo.app.limits import (DemoInputError, InputLimits, load_upload, parse_object_name,
-                             parse_vocabulary)
+                             parse_references, parse_vocabulary)
 from demo.app.prompts import add_click as add_click_text
 from demo.app.prompts import check_inside, draw_prompts, group_objects, parse_prompts
 from demo.app.render import legend_html, objects_overlay, shares_html
@@ -45,8 +45,8 @@ class DemoServices:
         limits (InputLimits, optional): input limits. Default ``InputLimits()``.
         sam_factory (callable, optional): ``() -> SAMPredictor``; None disables the click/box mode.
         sam_reason (str): why the click/box mode is disabled (shown in the page).
-        anomaly_factory (callable, optional): ``() -> AnomalyRunner``; None disables the anomaly
-            mode.
+        anomaly_factory (callable, optional): ``() -> AnomalyInferencer``; None disables the
+            anomaly mode.
         anomaly_reason (str): why the anomaly mode is disabled.
         image_cache (int): decoded uploads kept (by file path, size and time). Default 4.
     """
@@ -217,20 +217,27 @@ class DemoServices:
             self._anomaly = self._anomaly_factory()
         return self._anomaly
 
-    def detect_anomaly(self, image, object_name, progress=_no_progress):
-        """Image + object name -> (heat map with colour bar, score HTML, status)."""
+    def detect_anomaly(self, image, object_name, references=None, progress=_no_progress):
+        """Image + object name (+ normal reference images) -> (heat map with colour bar, score HTML,
+        status). References make few-shot methods (WinCLIP+, AdaptCLIP) compare with them; zero-shot
+        methods refuse them."""
         started = time.monotonic()
         if not self.anomaly_available:
             raise AnomalyUnavailable(self.anomaly_reason or 'The anomaly mode is not available.')
         work = self.image(image)
         name = parse_object_name(object_name, self.limits)
+        refs = [self.image(source).rgb for source in parse_references(references, self.limits)]
         with self.lock:
-            runner = self._get_anomaly(progress)
-            progress(0.5, desc='Scoring')
-            amap, score = runner(work.rgb, name)
-        heat = draw_heat_map(work.rgb, amap)
-        rows = [(None, 'image score', f'{score:.3f}'),
+            inferencer = self._get_anomaly(progress)
+            if refs and not inferencer.uses_references:
+                raise DemoInputError('This anomaly model is zero-shot and does not use reference images: '
+                                     'remove them, or start the demo with a few-shot config.')
+            progress(0.5, desc='Scoring' + (f' against {len(refs)} reference image(s)' if refs else ''))
+            result = inferencer(work.rgb, name, references=refs or None, return_overlay=True)
+        amap = result['anomaly_map']
+        rows = [(None, 'image score', f"{result['score']:.3f}"),
                 (None, 'max pixel score', f'{amap.max():.3f}'),
                 (None, 'mean pixel score', f'{amap.mean():.3f}')]
         table = legend_html(rows, ['', 'value (0 normal … 1 anomalous)'], 'ovseg-anomaly')
-        return heat, table, self._status(f'Anomaly: {name}', work, started)
+        mode = f'{len(refs)}-shot' if refs else 'zero-shot'
+        return result['overlay'], table, self._status(f'Anomaly: {name}', work, started, mode)

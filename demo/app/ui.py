@@ -4,7 +4,7 @@ Public API endpoints (also used by ``gradio_client``)::
 
     /segment          (image, vocabulary, model)            -> (overlay, shares HTML, status)
     /segment_prompts  (image, vocabulary, prompts, model)   -> (overlay, objects HTML, status)
-    /detect_anomaly   (image, object name)                  -> (heat map, scores HTML, status)
+    /detect_anomaly   (image, object name, reference images) -> (heat map, scores HTML, status)
 
 Every model call is queued in one concurrency group (one at a time); input problems and model
 errors become ``gr.Error`` messages in the page, and the server keeps serving.
@@ -29,7 +29,8 @@ MODEL_QUEUE = 'ovseg-model'
 HEADER = """# ovseg: open-vocabulary segmentation
 Upload an image (or pick an example), type what to find, separated by commas (`|` joins synonyms:
 `person|man`), and press **Segment**. Click on the image to prompt SAM with points (two *box corner*
-clicks make a box); the **Anomaly** tab scores an image of one object."""
+clicks make a box); the **Anomaly** tab scores an image of one object (add a few normal images of
+it for the few-shot comparison)."""
 
 CSS = """
 .ovseg-legend { border-collapse: collapse; font-size: 0.95em; }
@@ -166,15 +167,19 @@ def _anomaly_tab(services, image, object_name):
     if not services.anomaly_available:
         gr.Markdown(f'**Anomaly mode is not available:** {services.anomaly_reason}',
                     elem_id='ovseg-anomaly-unavailable')
+    references = gr.File(label='Normal reference images (optional, few-shot models)',
+                         file_count='multiple', file_types=['image'], type='filepath',
+                         elem_id='ovseg-references')
     button = gr.Button('Detect anomalies', variant='primary', elem_id='ovseg-anomaly-run',
                        interactive=services.anomaly_available)
     outputs = _outputs('anomaly', 'Anomaly map (0 blue … 1 red)')
 
-    def detect(image_file, name, progress=gr.Progress()):
-        return guarded(services.detect_anomaly, image_file, name, progress=progress)
+    def detect(image_file, name, reference_files, progress=gr.Progress()):
+        return guarded(services.detect_anomaly, image_file, name, reference_files,
+                       progress=progress)
 
-    button.click(detect, [image, object_name], list(outputs), api_name='detect_anomaly',
-                 concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+    button.click(detect, [image, object_name, references], list(outputs),
+                 api_name='detect_anomaly', concurrency_id=MODEL_QUEUE, concurrency_limit=1)
 
 
 def _wire_clicks(services, tabs, image, action, prompts, preview):

@@ -6,10 +6,10 @@ Call graph::
       └─ load_config ─ build_model: (random weights / full checkpoint: strip weight sources)
                                     ─ MODELS.build ─ load_model_weights
     inferencer(images, vocabulary)
-      └─ load_image (ovseg.utils.image_io)   RGB uint8, EXIF, 16-bit, alpha, clear errors
-      └─ test pipeline                       the config's, file loaders replaced by
-                                             LoadImageFromNDArray (fed BGR, as mmseg expects)
-      └─ model.data_preprocessor ─ model.predict   probabilities at the network resolution
+      └─ ImageInputs (ovseg.apis.inputs)     load_image (RGB uint8, EXIF, 16-bit, alpha, clear
+                                             errors) ─ the config's test pipeline, file loaders
+                                             replaced by LoadImageFromNDArray ─ data preprocessor
+      └─ model.predict                       probabilities at the network resolution
       └─ resize_scores                       to the original size once (return_logits=False:
                                              never; the mask is computed in row strips)
       └─ argmax ─ shares ─ overlay
@@ -26,14 +26,12 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ovseg.apis.inputs import DEFAULT_SHORT_SIDE, ImageInputs, check_device, inference_pipeline_cfg  # noqa: F401
 from ovseg.apis.prompting import PromptSession
 from ovseg.apis.visualization import draw_overlay
-from ovseg.registry import MODELS, TRANSFORMS  # importing ovseg registers its modules there
+from ovseg.registry import MODELS  # importing ovseg registers its modules there
 from ovseg.text import load_vocabulary
 from ovseg.utils.checkpoint import load_state_dict_file
-from ovseg.utils.image_io import load_image
-
-DEFAULT_SHORT_SIDE = 448
 
 
 class CheckpointMismatchError(KeyError):
@@ -224,35 +222,6 @@ def build_model(cfg, checkpoint=None, random_weights=False):
     return model
 
 
-def _type_name(transform):
-    kind = transform.get('type', '')
-    return kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))
-
-
-def inference_pipeline_cfg(cfg, short_side=DEFAULT_SHORT_SIDE):
-    """The config's test pipeline for in-memory images.
-
-    Takes ``cfg.test_pipeline``, else ``cfg.test_dataloader.dataset.pipeline``, else the default
-    ``Resize(scale=(2048, short_side), keep_ratio=True)`` (the MaskCLIP/CLIP-DINOiser protocol:
-    short side ``short_side`` unless the long side would exceed 2048). Every file loader (``Load*``:
-    image and annotations) is dropped and ``LoadImageFromNDArray`` put first; ``PackSegInputs``
-    replaces any ``Pack*Inputs`` at the end.
-
-    Returns:
-        list[dict]: transform configs.
-    """
-    pipeline = cfg.get('test_pipeline')
-    if not pipeline:
-        pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
-    if not pipeline:
-        pipeline = [dict(type='Resize', scale=(2048, short_side), keep_ratio=True)]
-    # file loaders and dataset-specific packers (e.g. PackPanopticInputs, which expects annotations)
-    # go; an in-memory image needs only its pixels and meta information packed
-    kept = [copy.deepcopy(dict(t)) for t in pipeline
-            if not _type_name(t).startswith(('Load', 'Pack'))]
-    return [dict(type='LoadImageFromNDArray')] + kept + [dict(type='PackSegInputs')]
-
-
 def _linear_weights(size_in, size_out):
     """(size_out, size_in) weights of 1-D linear resizing as F.interpolate(align_corners=False)."""
     eye = torch.eye(size_in)[None]
@@ -301,14 +270,6 @@ def resize_scores(probs, size, return_scores=True, strip_bytes=1 << 25):
     return (full.numpy() if return_scores else None), mask
 
 
-def _check_device(device):
-    device = torch.device(device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f'Device {device} was requested but CUDA is not available; use '
-                           f'device="cpu".')
-    return device
-
-
 class OVSegInferencer:
     """Open-vocabulary segmentation of images with any ovseg segmentor config.
 
@@ -326,8 +287,9 @@ class OVSegInferencer:
             Default False.
         cfg_options (dict, optional): config overrides (dotted keys).
         max_pixels (int, optional): refuse input images with more pixels. Default None.
-        sam (SAMPredictor | dict, optional): SAM for :meth:`prompt` (a module, or a config such as
-            ``dict(type='SAMPredictor', arch='vit_b', checkpoint='sam_vit_b_01ec64.pth')``); built
+        sam (nn.Module | dict, optional): SAM for :meth:`prompt` (a module, or a config such as
+            ``dict(type='SAMPredictor', arch='vit_b', checkpoint='sam_vit_b_01ec64.pth')`` or
+            ``dict(type='SAM2Predictor', pretrained='facebook/sam2.1-hiera-large')``); built
             on first use. Default None: :meth:`prompt` is unavailable until :meth:`set_sam`.
         precision (str, optional): 'fp32', 'bf16' or 'fp16' (CUDA) autocast of the model's
             networks (similarities, softmax and rules stay float32); None keeps the config's.
@@ -351,17 +313,26 @@ class OVSegInferencer:
             cfg.model['precision'] = precision
         if isinstance(cfg.model.get('background'), dict):
             cfg.model.background['optional'] = True
-        self.device = _check_device(device)
+        self.device = check_device(device)
         self.random_weights = bool(random_weights)
-        self.max_pixels = max_pixels
         self.model = build_model(cfg, checkpoint, random_weights).to(self.device).eval()
         self.cfg = cfg
-        self.pipeline = [TRANSFORMS.build(t) for t in inference_pipeline_cfg(cfg)]
+        self.inputs = ImageInputs(cfg, max_pixels)
         default = vocabulary if vocabulary is not None else cfg.model.get('vocabulary')
         self.vocabulary = load_vocabulary(default) if default is not None else None
         self._active = None
         self._use_vocabulary(None)
         self._sam, self._session = sam, None
+
+    @property
+    def pipeline(self):
+        """list: the test pipeline's transforms (:class:`ImageInputs`)."""
+        return self.inputs.pipeline
+
+    @property
+    def max_pixels(self):
+        """int | None: images with more pixels are refused."""
+        return self.inputs.max_pixels
 
     @property
     def class_names(self):
@@ -382,23 +353,21 @@ class OVSegInferencer:
             self.model.set_vocabulary(vocab)
             self._active = vocab
 
-    def _prepare(self, rgb):
-        """(H, W, 3) RGB uint8 -> pipeline output (inputs (3, h, w) uint8 BGR, data_samples)."""
-        results = dict(img=np.ascontiguousarray(rgb[..., ::-1]))
-        for transform in self.pipeline:
-            results = transform(results)
-        return results
+    def _refines_at_original_size(self):
+        refiner = getattr(self.model, 'sam_refiner', None)
+        return getattr(refiner, 'resolution', None) == 'original'
 
-    def _predict(self, items):
-        """Pipeline outputs of same-size images -> (K, h, w) float32 CPU probabilities each."""
-        batch = dict(inputs=[it['inputs'] for it in items],
-                     data_samples=[it['data_samples'] for it in items])
-        data = self.model.data_preprocessor(batch, False)
-        samples = data['data_samples']
-        for sample in samples:
-            # Results stay at the network resolution; __call__ upsamples once, to bound memory.
-            sample.set_metainfo(dict(ori_shape=tuple(sample.img_shape[:2])))
-        outputs = self.model.predict(data['inputs'], samples)
+    def _predict(self, run):
+        """(image, pipeline output) pairs of same-size inputs -> (K, h, w) float32 CPU probabilities each.
+
+        Results stay at the network resolution (``ImageInputs.collate``); __call__ upsamples once, to bound
+        memory. A SAM refinement on the original image (Trident's) gets the image and its size instead.
+        """
+        inputs, samples = self.inputs.collate(self.model, [item for _, item in run])
+        if self._refines_at_original_size():
+            for sample, (image, _) in zip(samples, run):
+                sample.set_metainfo(dict(ori_shape=tuple(image.shape[:2]), ori_img=image))
+        outputs = self.model.predict(inputs, samples)
         return [out.seg_logits.data.float().cpu() for out in outputs]
 
     def _result(self, image, probs, names, return_logits, return_overlay):
@@ -409,20 +378,6 @@ class OVSegInferencer:
         overlay = draw_overlay(image, mask, names, shares) if return_overlay else None
         return dict(mask=mask, logits=logits, class_names=list(names), shares=shares,
                     overlay=overlay)
-
-    def _batches(self, sources, batch_size):
-        """Yield lists of (image, pipeline output) whose network inputs share one size."""
-        for start in range(0, len(sources), batch_size):
-            run = []
-            for source in sources[start:start + batch_size]:
-                image = load_image(source, self.max_pixels)
-                item = self._prepare(image)
-                if run and item['inputs'].shape != run[0][1]['inputs'].shape:
-                    yield run
-                    run = []
-                run.append((image, item))
-            if run:
-                yield run
 
     @torch.no_grad()
     def __call__(self, images, vocabulary=None, return_overlay=False, batch_size=1,
@@ -455,14 +410,14 @@ class OVSegInferencer:
         self._use_vocabulary(vocabulary)
         names = list(self.model.class_names)
         results = []
-        for run in self._batches(sources, int(batch_size)):
-            probs = self._predict([item for _, item in run])
+        for run in self.inputs.batches(sources, int(batch_size)):
+            probs = self._predict(run)
             for (image, _), p in zip(run, probs):
                 results.append(self._result(image, p, names, return_logits, return_overlay))
         return results[0] if single else results
 
     def set_sam(self, sam):
-        """Use ``sam`` (a SAMPredictor or its config) for :meth:`prompt` from now on."""
+        """Use ``sam`` (SAMPredictor, SAM2Predictor or a config) for :meth:`prompt` from now on."""
         self._sam, self._session = sam, None
 
     @torch.no_grad()
@@ -500,6 +455,6 @@ class OVSegInferencer:
                                'set_sam().')
         if self._session is None:
             self._session = PromptSession(self.model, self._sam)
-        rgb = load_image(image, self.max_pixels)
+        rgb = self.inputs.load(image)
         self._use_vocabulary(vocabulary)
         return self._session.result(rgb, points, point_labels, boxes, return_overlay)

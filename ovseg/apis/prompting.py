@@ -52,7 +52,7 @@ class PromptSession:
 
     Args:
         segmentor (nn.Module): the inferencer's open-vocabulary segmentor.
-        sam (SAMPredictor | dict): the SAM module or its config.
+        sam (nn.Module | dict): the SAM backend (SAMPredictor, SAM2Predictor) or its config.
         clip_short_side (int): short side of the image given to the CLIP backbone. Default 448.
     """
 

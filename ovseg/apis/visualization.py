@@ -1,4 +1,4 @@
-"""Class palette, mask overlay and legend drawing for inference results (numpy + OpenCV)."""
+"""Class palette, mask overlay, legend and anomaly heat-map drawing for inference results (numpy + OpenCV)."""
 import colorsys
 
 import cv2
@@ -118,3 +118,37 @@ def draw_overlay(image, mask, class_names, shares, palette=None, alpha=0.5):
     palette = class_palette(len(class_names)) if palette is None else np.asarray(palette, np.uint8)
     overlay = blend_mask(np.ascontiguousarray(image), mask, palette, alpha)
     return draw_legend(overlay, class_names, shares, palette)
+
+
+def _jet_rgb(gray):
+    """(H, W) uint8 -> (H, W, 3) uint8 RGB JET colours (C-contiguous for OpenCV drawing)."""
+    return np.ascontiguousarray(cv2.applyColorMap(gray, cv2.COLORMAP_JET)[..., ::-1])
+
+
+def draw_heat_map(rgb, amap, alpha=0.5):
+    """Blend a JET colouring of an anomaly map in [0, 1] over the image, with a colour bar.
+
+    The absolute scale is kept (0 blue, 1 red) rather than stretching each map to its own range, so
+    that maps of different images compare.
+
+    Args:
+        rgb (np.ndarray): (H, W, 3) uint8.
+        amap (np.ndarray): (H, W) float in [0, 1].
+        alpha (float): heat-map weight. Default 0.5.
+
+    Returns:
+        np.ndarray: (H, W + bar, 3) uint8 RGB.
+    """
+    values = np.clip(np.nan_to_num(np.asarray(amap, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    heat = _jet_rgb(np.round(values * 255).astype(np.uint8))
+    blended = cv2.addWeighted(heat, alpha, np.ascontiguousarray(rgb), 1.0 - alpha, 0.0)
+    height = blended.shape[0]
+    bar_w = max(12, height // 25)
+    ramp = np.linspace(255, 0, height).astype(np.uint8)[:, None].repeat(bar_w, axis=1)
+    bar = _jet_rgb(ramp)
+    scale = max(0.3, height / 900)
+    for text, y in (('1', int(14 * scale) + 4), ('0', height - 4)):
+        cv2.putText(bar, text, (2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                    max(1, int(scale * 1.5)), cv2.LINE_AA)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    return np.concatenate([blended, gap, bar], axis=1)

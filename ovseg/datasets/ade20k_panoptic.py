@@ -1,4 +1,5 @@
 """ADE20K-150 panoptic: Mask2Former's ``ade20k_panoptic_{train,val}`` layout over ADEChallengeData2016."""
+import os.path as osp
 from typing import Dict, List, Optional
 
 from ovseg.registry import DATASETS
@@ -32,11 +33,16 @@ class ADE20KPanopticDataset(PanopticSemanticDataset):
     ``LoadAnnotations``; ``reduce_zero_label=True`` gives detectron2's ``annotations_detectron2``
     labels, which FC-CLIP's mIoU uses), ``pan_map_path`` = the panoptic PNG (loaded by
     ``LoadPanopticSegIds``) and ``segments_info`` (``id``, ``label`` = category id, ``iscrowd``,
-    ``isthing``, ``area``). Thing instances of the panoptic PNG are the instances of Mask2Former's
-    ``ade20k_instance_val.json`` (same instance PNGs), so ``OVInstanceAPMetric`` needs no other file.
+    ``isthing``, ``area``). FC-CLIP (as Mask2Former) scores mask AP against another file,
+    ``ade20k_instance_val.json`` (Mask2Former's ``datasets/prepare_ade20k_ins_seg.py``, from the same
+    instance PNGs but without the panoptic conversion's overlap resolution); give it as
+    ``instance_ann_file`` and ``OVInstanceAPMetric`` reads it from the dataset's metainfo, as
+    detectron2's ``COCOEvaluator`` reads the panoptic dataset's ``json_file``.
 
     Args:
         ann_file (str): the panoptic JSON. Default 'ade20k_panoptic_val.json'.
+        instance_ann_file (str, optional): COCO instance JSON for mask AP (relative to ``data_root``),
+            e.g. 'ade20k_instance_val.json'; None scores against the panoptic thing segments. Default None.
         data_prefix (dict, optional): ``img_path``, ``seg_map_path`` (semantic PNGs) and
             ``pan_map_path`` (panoptic PNGs). Default the validation folders above.
         reduce_zero_label (bool): ADE's label 0 ('other') -> 255, classes shift to 0..149.
@@ -56,12 +62,20 @@ class ADE20KPanopticDataset(PanopticSemanticDataset):
                     '(docs/datasets.md#ade-150-panoptic)')
 
     def __init__(self, ann_file: str = 'ade20k_panoptic_val.json', data_prefix: Optional[dict] = None,
-                 reduce_zero_label: bool = True, **kwargs) -> None:
+                 reduce_zero_label: bool = True, instance_ann_file: Optional[str] = None, **kwargs) -> None:
         if data_prefix is None:
             data_prefix = dict(img_path='images/validation', seg_map_path='annotations/validation',
                                pan_map_path='ade20k_panoptic_val')
         super().__init__(ann_file=ann_file, data_prefix=data_prefix,
                          reduce_zero_label=reduce_zero_label, **kwargs)
+        if instance_ann_file is not None:
+            path = osp.join(self.data_root or '', instance_ann_file)
+            if not osp.isfile(path):
+                raise FileNotFoundError(
+                    f'{type(self).__name__}: instance annotations {path} not found. Make them with '
+                    "Mask2Former's datasets/prepare_ade20k_ins_seg.py (docs/datasets.md#ade-150-panoptic), "
+                    'or set instance_ann_file=None to score mask AP against the panoptic thing segments.')
+            self._metainfo['instance_ann_file'] = path
 
     def _category_labels(self, categories: List[dict]) -> Dict[int, dict]:
         """Category id -> dict(label, isthing); ids must be 0..149 with the ADE-150 things."""

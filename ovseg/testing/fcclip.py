@@ -35,3 +35,30 @@ def tiny_fcclip_cfg(vocabulary=('cat', 'dog', 'grass'), train_vocabulary=('cat',
         test_cfg=dict(max_per_image=10))
     cfg.update(copy.deepcopy(overrides))
     return cfg
+
+
+def tiny_frozenseg_cfg(vocabulary=('cat', 'dog', 'grass'), train_vocabulary=('cat', 'person', 'grass'),
+                       thing_classes=None, **overrides):
+    """A tiny ``FrozenSegSegmentor``: the tiny FC-CLIP with 4 decoder layers (so the query injector after
+    layer 2 changes the output) and a tiny SAM (64-d, 2 blocks, 128 px input, 32-d embedding)."""
+    cfg = tiny_fcclip_cfg(vocabulary, train_vocabulary, thing_classes)
+    cfg['type'] = 'FrozenSegSegmentor'
+    cfg['transformer_decoder']['num_layers'] = 4
+    cfg['sam'] = dict(type='SAMPredictor', arch='tiny', image_size=128, prompt_dim=32)
+    cfg.update(copy.deepcopy(overrides))
+    return cfg
+
+
+def tiny_maftplus_cfg(vocabulary=('cat', 'dog', 'grass'), train_vocabulary=('cat', 'person', 'grass'),
+                      thing_classes=None, teacher=True, **overrides):
+    """A tiny ``MAFTPlusSegmentor``: the tiny FC-CLIP with a content-dependent transfer (32-d, 4 heads), the
+    ConvNeXt stem and stages trainable and, with ``teacher``, a frozen tiny CLIP for representation
+    compensation."""
+    cfg = tiny_fcclip_cfg(vocabulary, train_vocabulary, thing_classes)
+    cfg['type'] = 'MAFTPlusSegmentor'
+    cfg['backbone']['trainable'] = ('visual.trunk.stem', 'visual.trunk.stages')
+    cfg['cdt'] = dict(type='ContentDependentTransfer', embed_dim=32, num_heads=4)
+    if teacher:
+        cfg['teacher'] = dict(type='OpenCLIPBackbone', arch=tiny_clip_arch('convnext'))
+    cfg.update(copy.deepcopy(overrides))
+    return cfg

@@ -97,9 +97,25 @@ def make_coco_panoptic_layout(root, split: str = 'val2017', num_images: int = 2,
     return str(root)
 
 
+def instance_annotations(ids: np.ndarray, segments, image_id: int, start_id: int = 1) -> List[dict]:
+    """COCO instance annotations (RLE ``segmentation`` with str counts, ``area``, ``bbox``) of the
+    non-crowd segments ``[(segment id, category id, iscrowd)]`` of a segment-id map."""
+    import pycocotools.mask as mask_util
+    anns = []
+    for seg_id, category, crowd in segments:
+        if crowd:
+            continue
+        rle = mask_util.encode(np.asfortranarray((ids == seg_id).astype(np.uint8)))
+        anns.append(dict(id=start_id + len(anns), image_id=image_id, category_id=int(category), iscrowd=0,
+                         segmentation=dict(size=rle['size'], counts=rle['counts'].decode()),
+                         area=float(mask_util.area(rle)), bbox=mask_util.toBbox(rle).tolist()))
+    return anns
+
+
 def make_ade_panoptic_layout(root, num_images: int = 2, size: Tuple[int, int] = (48, 64),
                              seed: int = 0) -> str:
-    """``root`` = ADEChallengeData2016 with val images, semantic PNGs and Mask2Former's panoptic files.
+    """``root`` = ADEChallengeData2016 with val images, semantic PNGs, Mask2Former's panoptic files and
+    its ``ade20k_instance_val.json`` (here the panoptic thing segments as COCO instances).
 
     Categories 0..149 (ids = ADE-150 indices, ``isthing`` as ``prepare_ade20k_pan_seg.py`` sets it);
     semantic PNGs hold index + 1 (0 = other). Scenes: 'wall' and 'floor' bands, 'bed' and 'person'
@@ -111,7 +127,7 @@ def make_ade_panoptic_layout(root, num_images: int = 2, size: Tuple[int, int] = 
     root, rng = Path(root), np.random.default_rng(seed)
     for sub in ('images/validation', 'annotations/validation', 'ade20k_panoptic_val'):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images, annotations, instance_images, instances = [], [], [], []
     for i in range(num_images):
         classes, ids, segments = _scene(rng, size, [0, 3], [ADE150_CLASSES.index('bed'), 12])
         name = f'ADE_val_{i + 1:08d}'
@@ -122,7 +138,12 @@ def make_ade_panoptic_layout(root, num_images: int = 2, size: Tuple[int, int] = 
         images.append(dict(id=name, file_name=f'{name}.jpg', height=size[0], width=size[1]))
         annotations.append(dict(image_id=name, file_name=f'{name}.png',
                                 segments_info=_segments_info(ids, segments, {k: k for k in range(150)})))
+        instance_images.append(dict(id=i + 1, file_name=f'{name}.jpg', height=size[0], width=size[1]))
+        things = [s for s in segments if s[1] in ADE150_THING_INDICES]
+        instances += instance_annotations(ids, things, i + 1, start_id=len(instances) + 1)
     _write_json(root / 'ade20k_panoptic_val.json', images, annotations, categories)
+    _write_json(root / 'ade20k_instance_val.json', instance_images, instances,
+                [dict(id=c['id'], name=c['name']) for c in categories if c['isthing']])
     return str(root)
 
 

@@ -40,3 +40,25 @@ def tiny_maskclip_cfg(vocabulary=('cat', 'dog', 'grass'), kind='vit', mode='whol
         test_cfg=dict(mode=mode, crop_size=64, stride=32, window_batch=4))
     cfg.update(copy.deepcopy(overrides))
     return cfg
+
+
+def tiny_anomaly_cfg(head='WinCLIPFewShotHead', size=64, **head_kwargs):
+    """A full config dict (model + test pipeline) of an anomaly segmentor with a tiny random ViT CLIP.
+
+    Args:
+        head (str): 'WinCLIPFewShotHead' (a ``FewShotAnomalySegmentor``: zero-shot without references),
+            'WinCLIPHead' or 'MuScHead' (a ``ZeroShotAnomalySegmentor``). Default 'WinCLIPFewShotHead'.
+        size (int): square network input side. Default 64 (4 x 4 patches).
+        **head_kwargs: head arguments.
+    """
+    pre = dict(type='SegDataPreProcessor', mean=CLIP_MEAN_255, std=CLIP_STD_255, bgr_to_rgb=True, pad_val=0,
+               seg_pad_val=0)
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(size, size), keep_ratio=False),
+                dict(type='PackSegInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'category',
+                                                      'reference_paths'))]
+    model = dict(type='FewShotAnomalySegmentor' if head == 'WinCLIPFewShotHead' else 'ZeroShotAnomalySegmentor',
+                 data_preprocessor=pre, backbone=dict(type='OpenCLIPBackbone', arch=tiny_clip_arch('vit')),
+                 head=dict(type=head, **head_kwargs))
+    if head == 'WinCLIPFewShotHead':
+        model['reference_pipeline'] = copy.deepcopy(pipeline)
+    return dict(model=model, test_pipeline=pipeline)

@@ -127,6 +127,19 @@ TEMPLATES = MappingProxyType({
 })
 """Read-only mapping: template-set name -> tuple of templates."""
 
+TEMPLATE_SOURCES = MappingProxyType({
+    'imagenet80': 'openai/CLIP notebooks/Prompt_Engineering_for_ImageNet.ipynb imagenet_templates; CLIP-DINOiser '
+                  'uses them in this order (wysoczanska/clip_dinoiser models/maskclip/utils/prompt_templates.py, '
+                  'use_templates: True in configs/maskclip.yaml; the list as recorded in the maskclip_dinoiser '
+                  'parity manifest, which a test compares)',
+    'maskclip85': 'chongzhou96/MaskCLIP tools/maskclip_utils/prompt_engineering.py prompt_templates (read from the '
+                  'fork 1ucky40nc3/MaskCLIP@7043f0ee39f2ddcea007b6075693c5078b6b0394: imagenet80 + 5 scene templates)',
+    'vild14': 'bytedance/fc-clip@a8dc32c862dfc1fe55dcf9287090e080d9ee5f50 fcclip/fcclip.py VILD_PROMPT (compared with '
+              'the fcclip parity manifest by a test)',
+    'single': "CLIP's default prompt 'a photo of a {}.'",
+})
+"""Read-only mapping: template-set name -> where the set comes from (for protocol cards)."""
+
 
 def _check_template(template):
     """Raise ValueError unless ``template`` is a string with one ``{}`` that formats cleanly."""

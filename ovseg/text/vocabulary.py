@@ -5,22 +5,28 @@ name. Text classifiers embed every synonym and score a class by the maximum over
 
 Built-in vocabularies live in ``vocabularies/<name>.txt``, one class per line in label-id order::
 
-    # one-line source note
+    # source: repository@commit path (the header names where the list comes from)
     0:wall,walls,brick wall,stone wall,interior wall
     1:building,buildings,edifice,edifices
+
+The synonym-rich lists at the top level (``ade150``, ``voc21``, ...) are ovseg's general-purpose
+vocabularies. The lists an original publication evaluates with live in one folder per method
+(``fcclip/ade150``, ``clip_dinoiser/voc21``, ``maskclip/pc59``, ...) and are copied verbatim: a file
+whose header holds the line ``#! verbatim`` keeps its source's repeats (a prompt twice in one class, or
+in two classes), which the checks below otherwise refuse.
 
 User vocabularies are lists (``['cat', 'person|man|woman']`` or ``[['cat'], ['person', 'man']]``)
 or one comma-separated string (``'cat, dog, person|man'``), with ``|`` between synonyms of a class.
 
 **Verbatim files** reproduce an original's class-name file query by query. A header line ``#! verbatim``
-(before the first class) makes the vocabulary *verbatim*: names are kept exactly as written (a name in
+makes the vocabulary *verbatim*: names are kept exactly as written (a name in
 double quotes keeps its spaces, e.g. ``59:"wood "`` for the trailing space of SCLIP's
 ``cls_context60.txt``), and one synonym may name two classes (SCLIP's COCO-Object lists 'bed' in its
-background line and as a class). Every other check still applies.
+background line and as a class).
 """
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Optional
@@ -44,6 +50,8 @@ _ALIASES = MappingProxyType({
     'pascalcontext59': 'pc59', 'context59': 'pc59',
     'pascalcontext459': 'pc459', 'context459': 'pc459',
     'cocostuff': 'coco_stuff171', 'cocoobject': 'coco_object81', 'cityscapes': 'cityscapes19',
+    # FC-CLIP's training list is the top-level file (already verbatim, without repeats)
+    'fcclip/cocopanoptic133': 'coco_panoptic133',
 })
 
 
@@ -52,14 +60,8 @@ class VocabularyError(ValueError):
 
 
 def _check_names(classes, where):
-    """Check emptiness and within-class duplicates; ``where[k]`` says where class k came from."""
-    if not classes:
-        raise VocabularyError('empty vocabulary: give at least one class')
+    """Check within-class duplicates; ``where[k]`` says where class k came from."""
     for k, cls in enumerate(classes):
-        if not any(cls):
-            raise VocabularyError(f'empty class name at {where[k]}')
-        if not all(cls):
-            raise VocabularyError(f'empty synonym in class at {where[k]}: {list(cls)}')
         seen = set()
         for s in cls:
             if s.lower() in seen:
@@ -90,11 +92,25 @@ def _check_unique(classes, where, shared_synonyms=False):
                     f'{cls[0]!r} at {where[k]}; a synonym may name only one class')
 
 
+def _check_present(classes, where):
+    """At least one class; no empty class name or synonym."""
+    if not classes:
+        raise VocabularyError('empty vocabulary: give at least one class')
+    for k, cls in enumerate(classes):
+        if not any(cls):
+            raise VocabularyError(f'empty class name at {where[k]}')
+        if not all(cls):
+            raise VocabularyError(f'empty synonym in class at {where[k]}: {list(cls)}')
+
+
 def _validate(classes, where=None, verbatim=False):
-    """Run every vocabulary check; ``where`` labels classes in messages (default 'position k')."""
+    """Run the vocabulary checks (only :func:`_check_present` when ``verbatim``); ``where`` labels
+    classes in messages (default 'position k')."""
     where = where or [f'position {k}' for k in range(len(classes))]
-    _check_names(classes, where)
-    _check_unique(classes, where, shared_synonyms=verbatim)
+    _check_present(classes, where)
+    if not verbatim:
+        _check_names(classes, where)
+        _check_unique(classes, where)
 
 
 def _as_synonyms(item, label, strip=True):
@@ -113,13 +129,17 @@ class Vocabulary:
     """An ordered, validated set of classes with synonyms.
 
     Construction strips every name and checks the vocabulary: at least one class, no empty name,
-    no class name twice (case-insensitive), no synonym in two classes or twice in one class.
+    no class name twice (case-insensitive), no synonym in two classes or twice in one class. A
+    ``verbatim`` vocabulary (an original publication's list, copied as it is) keeps only the first two
+    checks: its repeats are part of what the original computes (each repeated prompt is embedded again,
+    and a synonym shared by two classes gives both the same score).
 
     Attributes:
         classes (tuple[tuple[str, ...], ...]): synonyms per class; the first is the display name.
         name (str, optional): built-in name such as 'ade150'; None for user vocabularies.
-        verbatim (bool): names kept exactly (no stripping) and synonyms shared between classes allowed:
-            an original's query list (module docstring). Default False.
+        verbatim (bool): names kept exactly as written (no stripping) and repeats allowed (see above).
+            Default False.
+        source (str, optional): where the list comes from (a built-in file's header comment).
 
     Raises:
         VocabularyError: on any failed check, naming the offending class and its position.
@@ -128,6 +148,7 @@ class Vocabulary:
     classes: tuple[tuple[str, ...], ...]
     name: Optional[str] = None
     verbatim: bool = False
+    source: Optional[str] = field(default=None, compare=False)
 
     def __post_init__(self):
         if isinstance(self.classes, str) or not isinstance(self.classes, (tuple, list)):
@@ -187,7 +208,8 @@ class Vocabulary:
             if new and not kept:
                 raise VocabularyError(f'every synonym in {list(new)} already names another class')
             new = kept
-        return Vocabulary(self.classes[:k] + (new,) + self.classes[k + 1:], name=self.name, verbatim=self.verbatim)
+        return Vocabulary(self.classes[:k] + (new,) + self.classes[k + 1:], name=self.name,
+                          verbatim=self.verbatim, source=self.source)
 
 
 def _norm_key(text):
@@ -196,12 +218,14 @@ def _norm_key(text):
 
 
 def available_vocabularies():
-    """Names of the built-in vocabularies, sorted.
+    """Names of the built-in vocabularies, sorted: the general ones and, with their method's folder as
+    prefix, the lists of an original publication.
 
     Returns:
-        list[str]: e.g. ['ade150', 'ade847', 'cityscapes19', ...].
+        list[str]: e.g. ['ade150', 'ade847', ..., 'clip_dinoiser/ade150', ..., 'fcclip/voc21', ...].
     """
-    return sorted(p.stem for p in VOCABULARY_DIR.glob('*.txt'))
+    return sorted(p.relative_to(VOCABULARY_DIR).with_suffix('').as_posix()
+                  for p in VOCABULARY_DIR.rglob('*.txt'))
 
 
 def _builtin_name(text):
@@ -245,8 +269,9 @@ def _parse_line(line, expected_id, location, verbatim=False):
 def parse_vocabulary_file(path, name=None):
     """Read a vocabulary file: one 'id:name,synonym,...' line per class, ids 0..K-1 in order.
 
-    Blank lines and lines starting with '#' are skipped; a ``#! verbatim`` line before the first class
-    makes the vocabulary verbatim (module docstring).
+    Blank lines and lines starting with '#' are skipped; the '#' lines before the first class are the
+    header (kept as ``source``), and a header line ``#! verbatim`` makes a :attr:`Vocabulary.verbatim`
+    vocabulary.
 
     Args:
         path (str | os.PathLike): the .txt file (UTF-8).
@@ -263,11 +288,14 @@ def parse_vocabulary_file(path, name=None):
         text = path.read_text(encoding='utf-8')
     except (OSError, UnicodeDecodeError) as err:
         raise VocabularyError(f'cannot read vocabulary file {path}: {err}') from err
-    classes, where, verbatim = [], [], False
+    classes, where, header, verbatim = [], [], [], False
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if line.replace(' ', '') == '#!verbatim' and not classes:
-            verbatim = True
+        if line.startswith('#!'):
+            verbatim = verbatim or line[2:].strip() == 'verbatim'
+            continue
+        if line.startswith('#') and not classes:
+            header.append(line[1:].strip())
         if not line or line.startswith('#'):
             continue
         where.append(f'{path}:{lineno}')
@@ -275,7 +303,7 @@ def parse_vocabulary_file(path, name=None):
     if not classes:
         raise VocabularyError(f'{path}: empty vocabulary (no "id:name" lines)')
     _validate(classes, where, verbatim)
-    return Vocabulary(tuple(classes), name=name, verbatim=verbatim)
+    return Vocabulary(tuple(classes), name=name, verbatim=verbatim, source=' '.join(header) or None)
 
 
 def _from_sequence(items):

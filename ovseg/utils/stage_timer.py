@@ -34,13 +34,14 @@ STAGE_METHODS = {
     'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
     'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
     'CorrCLIPSegmentor': (('label_maps', 'proposals'),),
-    'SAMRefiner': (('prompt_regions', None),),
+    'SAMRefiner': (('refine_and_pack', 'sam_refiner'), ('prompt_regions', None)),
     'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
     'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),
     'AnoVLHead': (('text_features', None), ('encode_tokens', None), ('adapt', None), ('score_tokens', None),
                   ('image_scores', None)),
     'MuScHead': (('extract', None),),
     'AnomalyCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
+    'AdaptCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
 }
 # Top-level children whose time stays in a method stage (OVSegmentor's head is part of head_rules).
 MERGED_CHILDREN = {'OVSegmentor': ('head',)}

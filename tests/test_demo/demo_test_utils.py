@@ -7,7 +7,8 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from ovseg.testing import CLIP_MEAN_255, CLIP_STD_255, tiny_clip_arch, tiny_maskclip_cfg
+from ovseg.testing import tiny_anomaly_cfg as ovseg_tiny_anomaly_cfg
+from ovseg.testing import tiny_maskclip_cfg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRADIO_APP = REPO_ROOT / 'demo' / 'gradio_app.py'
@@ -28,14 +29,9 @@ def tiny_segmentor_cfg():
 
 
 def tiny_anomaly_cfg():
-    """Tiny random WinCLIP (ViT, 64 px input, 4x4 patches, windows 2 and 3)."""
-    pre = dict(type='SegDataPreProcessor', mean=CLIP_MEAN_255, std=CLIP_STD_255, bgr_to_rgb=True,
-               pad_val=0, seg_pad_val=0)
-    return dict(model=dict(type='ZeroShotAnomalySegmentor', data_preprocessor=pre,
-                           backbone=dict(type='OpenCLIPBackbone', arch=tiny_clip_arch('vit')),
-                           head=dict(type='WinCLIPHead', scales=(2, 3))),
-                test_pipeline=[dict(type='Resize', scale=(64, 64), keep_ratio=False),
-                               dict(type='PackSegInputs')])
+    """Tiny random WinCLIP+ (ViT, 64 px input, 4x4 patches, windows 2 and 3): zero-shot without
+    reference images, few-shot with them."""
+    return ovseg_tiny_anomaly_cfg('WinCLIPFewShotHead', scales=(2, 3))
 
 
 def write_blank_png(path, width, height):

@@ -49,8 +49,11 @@ def test_click_and_anomaly_endpoints(client, demo_files):
     overlay, table, status = client.predict(image, 'cat, dog', '+40,30; box 60,10,120,90',
                                             'tiny_segmentor', api_name='/segment_prompts')
     assert overlay.endswith('.png') and '#2' in table and '2 object(s)' in status
-    heat, table, status = client.predict(image, 'bottle', api_name='/detect_anomaly')
-    assert heat.endswith('.png') and 'image score' in table
+    heat, table, status = client.predict(image, 'bottle', None, api_name='/detect_anomaly')
+    assert heat.endswith('.png') and 'image score' in table and 'zero-shot' in status
+    heat, table, status = client.predict(image, 'bottle', [handle_file(str(demo_files['image']))],
+                                         api_name='/detect_anomaly')  # a few-shot request
+    assert heat.endswith('.png') and 'image score' in table and '1-shot' in status
     with pytest.raises(AppError, match='outside'):
         client.predict(image, 'cat', '+999,1', 'tiny_segmentor', api_name='/segment_prompts')
 

@@ -1,8 +1,10 @@
 """The web demo's request functions, model pool and command line on tiny models (no server)."""
+import re
 import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from demo.app.anomaly import AnomalyUnavailable, check_anomaly_config, draw_heat_map
 from demo.app.limits import DemoInputError, InputLimits
@@ -85,9 +87,27 @@ def test_unavailable_modes_say_why(demo_files):
 def test_anomaly_mode(services, demo_files):
     heat, table, status = services.detect_anomaly(str(demo_files['image']), ' bottle ')
     assert heat.shape[0] == 96 and heat.shape[1] > 128 and heat.dtype == np.uint8  # + colour bar
-    assert 'image score' in table and status.startswith('**Anomaly: bottle**')
+    assert 'image score' in table and status.startswith('**Anomaly: bottle**') and 'zero-shot' in status
     with pytest.raises(DemoInputError, match="object's name"):
         services.detect_anomaly(str(demo_files['image']), '')
+
+
+def test_anomaly_mode_few_shot_request(services, demo_files, tmp_path):
+    """Normal reference uploads make the few-shot model compare with them: the image that is its own
+    reference scores lower than without references (its few-shot map is zero)."""
+    image = str(demo_files['image'])
+    _, zero_table, _ = services.detect_anomaly(image, 'bottle')
+    other = tmp_path / 'other.png'
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(other)
+    heat, table, status = services.detect_anomaly(image, 'bottle', [image, str(other)])
+    assert heat.shape[0] == 96 and '2-shot' in status and 'image score' in table
+    score = float(re.search(r'image score</td><td[^>]*>([0-9.]+)<', table).group(1))
+    zero = float(re.search(r'image score</td><td[^>]*>([0-9.]+)<', zero_table).group(1))
+    assert score < zero
+    with pytest.raises(DemoInputError, match='limit is 8'):
+        services.detect_anomaly(image, 'bottle', [image] * 9)
+    with pytest.raises(DemoInputError, match='not an image'):
+        services.detect_anomaly(image, 'bottle', [str(demo_files['text'])])
 
 
 def test_heat_map_uses_the_absolute_scale():

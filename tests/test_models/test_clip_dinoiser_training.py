@@ -221,7 +221,7 @@ def test_train_pipeline_of_the_recipe_config(tmp_path):
 def test_benchmark_configs(dataset):
     cfg = Config.fromfile(str(REPO / f'configs/clip_dinoiser/clip_dinoiser_vit-b16_{dataset}.py'))
     model = cfg.model
-    assert model.vocabulary == dataset and model.backbone.pretrained == 'laion2b_s34b_b88k'
+    assert model.vocabulary == f'clip_dinoiser/{dataset}' and model.backbone.pretrained == 'laion2b_s34b_b88k'
     assert model.refiner.gamma == 0.2 and model.refiner.token_layer == 'resblocks.-3.ln_2'
     assert (model.test_cfg.mode, model.test_cfg.crop_size, model.test_cfg.stride) == ('slide', 448, 224)
     assert 'teacher' not in model.refiner

@@ -61,11 +61,31 @@ def test_ms_deform_attn_module_initial_offsets():
     assert out.shape == (1, 20, 8)
 
 
-def test_seen_class_mask_uses_any_synonym():
-    mask = seen_class_mask([['person', 'woman'], ['Flag'], ['wall', 'building']],
-                           ['woman', 'car', 'Building '])
-    assert mask.tolist() == [True, False, True]
+def test_seen_class_mask_uses_any_synonym_exactly_as_fcclip():
+    """FC-CLIP compares names exactly (case included): 'Building' does not make 'building' seen."""
+    mask = seen_class_mask([['person', 'woman'], ['Flag'], ['wall', 'building'], ['sky']],
+                           ['woman', 'car', 'Building ', 'flag', 'sky'])
+    assert mask.tolist() == [True, False, False, True]
     assert not seen_class_mask(['cat'], None).any()
+
+
+def test_seen_flags_of_fcclip_lists_follow_fcclip_rule():
+    """Seen flags of FC-CLIP's own lists against its COCO panoptic training list, recomputed here the
+    way fcclip.py does (split on ',', set intersection): VOC-21's 74-name background is seen (its names
+    include COCO's 'rug', 'building', ...), as are FC-CLIP's ADE-150 'house exterior' unseen and
+    'road, route, ...' seen."""
+    from ovseg.text import load_vocabulary
+    train = {name for cls in load_vocabulary('coco_panoptic133').classes for name in cls}
+    for name in ('fcclip/voc21', 'fcclip/voc20', 'fcclip/ade150', 'fcclip/pc59', 'fcclip/pc459',
+                 'fcclip/ade847', 'fcclip/cityscapes19'):
+        vocab = load_vocabulary(name)
+        expected = [bool(train & set(cls)) for cls in vocab.classes]
+        assert seen_class_mask(vocab, 'coco_panoptic133').tolist() == expected, name
+    voc21 = seen_class_mask('fcclip/voc21', 'coco_panoptic133')
+    assert voc21[0] and len(load_vocabulary('fcclip/voc21').classes[0]) == 74
+    ade = load_vocabulary('fcclip/ade150')
+    seen = dict(zip(ade.names, seen_class_mask(ade, 'coco_panoptic133').tolist()))
+    assert seen['road'] and not seen['house exterior']
 
 
 def test_geometric_ensemble_hand_worked():

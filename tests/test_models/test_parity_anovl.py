@@ -9,7 +9,7 @@ each augmentation kind on the first case.
 
 Tolerances (``ovseg.testing.tolerance``): the vision tower is ``L`` float32 blocks whose longest
 reduction is the MLP (4 x width), so tokens get ``depth=L, width=4*width`` relative to their largest
-value (|x| ~ 3 here: 7.4e-5; a newer torch moved one token by 1e-5); the projection adds one stage. Cosines
+value (|x| ~ 3 here: 2e-4; a newer torch moved one token by 1e-5); the projection adds one stage. Cosines
 of unit vectors carry that relative error on the scale 1. The anomalous probability is
 sigmoid(<f, t_a - t_n>) of a unit token f (no temperature), so the tokens' relative error reaches it on
 the scale |t_a - t_n| / 4, plus a few float32 roundings of values near 0.5 (``_probs``: ~3e-6 here); the

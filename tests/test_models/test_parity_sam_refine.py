@@ -8,7 +8,7 @@ Tolerances (``ovseg.testing.tolerance``), derived from the tiny SAM built here, 
   = the 3 x 3 conv's 9 x 256 terms). Mask logits and IoU predictions: that plus 4 stages per two-way
   decoder layer, the final attention, the upscaling and the 3-layer hypernetwork (``+ 4 x layers + 6``),
   relative to the largest value (linear stages carry a relative error through unchanged; |logit| < 0.1
-  with these weights, so the tolerance is ~2e-6 there).
+  with these weights, so the tolerance is ~4e-6 there).
 * stage-1 and refined scores: sigmoid(logit) (slope 1/4) times probabilities <= 1, plus the input
   probabilities themselves: the logits' tolerance.
 

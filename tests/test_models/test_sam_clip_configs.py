@@ -31,12 +31,16 @@ def test_config_settings(path):
     text = path.read_text()
     assert '_base_ = [' in text and text.count("'../_base_/") == 4  # leaves inherit only _base_ files
     model = cfg.model
-    assert path.stem.endswith('_' + model.vocabulary)
+    method, dataset = model.vocabulary.split('/')  # the CLIP method's own class list
+    assert path.stem.endswith('_' + dataset) and method.replace('_', '-') in path.stem
     if 'samrefine' in path.stem:
         ref = model.sam_refiner
         assert (ref.iou_thresh, ref.minimal_area, ref.mask_coeff, ref.down_ratio) == (0.8, 225, 0.005, 2)
         assert ref.coarse_thresh == (0.1 if 'cityscapes' in path.stem else 0.2)
-        assert (ref.failed_rule, ref.mask_prompt_layout) == ('max_prob', 'trident')
+        # Trident's protocol: original resolution, its rule for rejected regions; ovseg's rule has its own name
+        rule = 'max_prob' if 'samrefine-maxprob' in path.stem else 'reference'
+        assert (ref.failed_rule, ref.mask_prompt_layout) == (rule, 'trident')
+        assert (ref.resolution, ref.image_multiple) == ('original', 16)
         assert ref.sam.arch == 'vit_b' and ref.sam.checkpoint.endswith('sam_vit_b_01ec64.pth')
     else:
         assert model.type == 'SAMProposalSegmentor' and model.overlap == 'mean'
@@ -65,8 +69,15 @@ def _tiny(model_cfg):
 
 @pytest.mark.parametrize('name', ['maskclip_vit-b16_samrefine-vit-b_voc21.py',
                                   'samproposals-vit-b_clip-dinoiser_vit-b16_voc21.py'])
-def test_configs_build_and_predict_with_tiny_models(name):
+def test_configs_build_and_predict_with_tiny_models(name, tmp_path):
+    """The refinement reads the original image (Trident's protocol), here a 100 x 120 file."""
+    import cv2
+    import numpy as np
+    from mmseg.structures import SegDataSample
     cfg = Config.fromfile(str(REPO / 'configs' / 'sam_clip' / name))
     model = MODELS.build(_tiny(cfg.model)).eval()
-    out = model.predict(torch.randn(1, 3, 64, 80))[0]
-    assert out.seg_logits.data.shape == (21, 64, 80) and out.pred_sem_seg.data.shape == (1, 64, 80)
+    path = tmp_path / 'img.png'
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8))
+    sample = SegDataSample(metainfo=dict(img_shape=(64, 77), ori_shape=(100, 120), img_path=str(path)))
+    out = model.predict(torch.randn(1, 3, 64, 80), [sample])[0]
+    assert out.seg_logits.data.shape == (21, 100, 120) and out.pred_sem_seg.data.shape == (1, 100, 120)

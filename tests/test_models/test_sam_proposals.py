@@ -1,27 +1,11 @@
 """Shared-image mask decoding and automatic proposals: identical to segment-anything's on a tiny SAM."""
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from ovseg.models.proposals import SAMAutomaticProposals, SAMPredictor
 from ovseg.models.proposals.shared_decoder import decode_masks, decode_tokens
-
-
-def spread_weights(module, seed=0):
-    """Weights with std 1/sqrt(fan_in) (norms near 1): random SAMs then give varied masks, unlike the
-    default initialisation, so identity checks compare many different masks."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
-            elif 'norm' in name:
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
-    return module
+from ovseg.testing.sam_hf import spread_weights
 
 
 @pytest.fixture(scope='module')

@@ -123,8 +123,10 @@ def test_images_from_inputs_undoes_the_preprocessor():
 
 
 def test_ovsegmentor_hook_refines_before_packing():
+    """resolution='input': refinement on the network input, then the usual packing."""
     from mmseg.structures import SegDataSample
-    refiner = dict(type='SAMRefiner', sam=TINY_SAM, coarse_thresh=0.0, minimal_area=4, iou_thresh=-1e9)
+    refiner = dict(type='SAMRefiner', sam=TINY_SAM, coarse_thresh=0.0, minimal_area=4, iou_thresh=-1e9,
+                   resolution='input')
     cfg = tiny_maskclip_cfg(['cat', 'dog'], sam_refiner=refiner)
     model = MODELS.build(cfg).eval()
     inputs = torch.randn(1, 3, 64, 64)
@@ -146,3 +148,57 @@ def test_batched_mask_prompt_layout_runs_and_differs(refiner, image):
     assert batched.iou.shape == trident.iou.shape and not torch.equal(batched.iou, trident.iou)
     with pytest.raises(ValueError, match='mask_prompt_layout'):
         SAMRefiner(sam=refiner.sam, mask_prompt_layout='rows')
+
+
+def test_sam_input_rounds_up_to_16_with_opencv_bilinear(refiner):
+    """Trident gives SAM the image resized (cv2.resize, INTER_LINEAR) to sides rounded up to 16."""
+    import cv2
+    image = np.random.default_rng(3).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    rounded = refiner.sam_input(image)
+    assert rounded.shape == (80, 96, 3)
+    np.testing.assert_array_equal(rounded, cv2.resize(image, (96, 80), interpolation=cv2.INTER_LINEAR))
+    same = np.zeros((64, 96, 3), np.uint8)
+    assert refiner.sam_input(same) is same or np.array_equal(refiner.sam_input(same), same)
+
+
+def test_original_resolution_refines_the_image_file(tmp_path):
+    """resolution='original' (Trident): the probabilities are resized to the original size and refined
+    there, SAM embeds the file's image rounded up to 16 (70 x 90 -> 80 x 96), its masks are resized back
+    to 70 x 90, and regions are found at half the original size."""
+    import cv2
+    from mmseg.structures import SegDataSample
+    refiner = dict(type='SAMRefiner', sam=TINY_SAM, coarse_thresh=0.0, minimal_area=4, iou_thresh=-1e9)
+    model = MODELS.build(tiny_maskclip_cfg(['cat', 'dog'], sam_refiner=refiner)).eval()
+    assert (model.sam_refiner.resolution, model.sam_refiner.failed_rule) == ('original', 'reference')
+    original = np.random.default_rng(4).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    path = tmp_path / 'img.png'
+    cv2.imwrite(str(path), original[..., ::-1])  # BGR on disk
+    inputs = torch.randn(1, 3, 64, 64)
+    sample = SegDataSample(metainfo=dict(img_shape=(56, 64), ori_shape=(70, 90), img_path=str(path)))
+    seen = []
+    handle = model.sam_refiner.sam.model.image_encoder.register_forward_pre_hook(
+        lambda module, args: seen.append(tuple(args[0].shape)))
+    try:
+        out = model.predict(inputs, [sample])[0]
+    finally:
+        handle.remove()
+    probs = F.interpolate(model.inference(inputs)[:, :, :56, :64], (70, 90), mode='bilinear')[0]
+    result = model.sam_refiner.refine(original, probs)
+    assert result.regions.down_size == (35, 45) and result.sam_image.original_size == (80, 96)
+    assert seen and seen[0][-2:] == (256, 256)  # SAM's padded square input (tiny SAM: 256)
+    torch.testing.assert_close(out.seg_logits.data, packing_scores(result, probs))
+    assert torch.equal(out.pred_sem_seg.data[0], result.pred)
+    with pytest.raises(ValueError, match='original image'):
+        model.predict(inputs, [SegDataSample(metainfo=dict(img_shape=(56, 64), ori_shape=(70, 90)))])
+
+
+def test_inferencer_gives_the_original_image_to_the_refiner():
+    """OVSegInferencer hands in-memory images to an original-resolution refiner (metainfo ori_img)."""
+    from ovseg.apis import OVSegInferencer
+    refiner = dict(type='SAMRefiner', sam=TINY_SAM, coarse_thresh=0.0, minimal_area=4, iou_thresh=-1e9)
+    cfg = dict(model=tiny_maskclip_cfg(['cat', 'dog'], sam_refiner=refiner),
+               test_pipeline=[dict(type='Resize', scale=(64, 64), keep_ratio=True)])
+    inferencer = OVSegInferencer(cfg)
+    image = np.random.default_rng(5).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    out = inferencer(image)
+    assert out['mask'].shape == (70, 90) and out['logits'].shape == (2, 70, 90)

@@ -8,12 +8,23 @@ from ovseg.testing import (EPS32, assert_close, assert_equal_away_from_ties, ass
 
 
 def test_float32_tolerance_formula():
-    assert float32_tolerance(3.0, depth=12, width=3584) == pytest.approx((12 * 3584) ** 0.5 * EPS32 * 3)
-    assert float32_tolerance(1.0) == EPS32
+    z = np.sqrt(2 * np.log(2e4))  # one element, failure probability 1e-4
+    assert float32_tolerance(3.0, depth=12, width=3584) == pytest.approx(z * (12 * 3584 / 6) ** 0.5 * EPS32 * 3)
+    assert float32_tolerance(1.0, count=10 ** 5) == pytest.approx(np.sqrt(2 * np.log(2e9)) / 6 ** 0.5 * EPS32)
     with pytest.raises(ValueError, match='depth'):
         float32_tolerance(1.0, depth=0)
-    assert tolerance_for(np.array([-3.0, 1.0, np.nan]), depth=4) == pytest.approx(2 * EPS32 * 3)
-    assert tolerance_for(np.array([0.5]), scale=100, atol=1e-9) == pytest.approx(1e-9 + 100 * EPS32)
+    three = np.sqrt(2 * np.log(6e4))  # three elements
+    assert tolerance_for(np.array([-3.0, 1.0, np.nan]), depth=6) == pytest.approx(three * EPS32 * 3)
+    assert tolerance_for(np.array([0.5]), scale=100, atol=1e-9) == pytest.approx(1e-9 + z / 6 ** 0.5 * 100 * EPS32)
+
+
+def test_tolerance_holds_for_reordered_float32_sums():
+    """The bound holds for what it models: float32 sums of many terms taken in two different orders."""
+    gen = np.random.default_rng(0)
+    terms = gen.normal(0, 1, (2000, 1024)).astype(np.float32)
+    forward = terms.cumsum(axis=1, dtype=np.float32)[:, -1]  # sequential, one order
+    backward = terms[:, ::-1].cumsum(axis=1, dtype=np.float32)[:, -1]  # sequential, the other order
+    assert_close(forward, backward, width=1024)  # the scale: the largest sum
 
 
 def test_assert_close_scales_with_magnitude_and_depth():

@@ -3,6 +3,8 @@ import ast
 import dataclasses
 from pathlib import Path
 
+import re
+
 import pytest
 
 from ovseg.text import (BACKGROUND_STUFF, Vocabulary, VocabularyError, available_vocabularies,
@@ -16,6 +18,18 @@ COUNTS = {'voc21': 21, 'voc20': 20, 'pc60': 60, 'pc59': 59, 'pc459': 459, 'coco_
 COUNTS.update({f'sclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81',
                                                             'coco_stuff171', 'cityscapes19', 'ade150')})
 COUNTS['clearclip_voc21'] = 21
+# ProxyCLIP's and CorrCLIP's own class files (issue 15)
+COUNTS.update({f'corrclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81',
+                                                               'coco_stuff171', 'cityscapes19', 'ade150')})
+COUNTS.update({f'proxyclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'coco_object81')})
+# the lists of original publications, one folder per method, named after the general list they match
+METHOD_LISTS = {
+    'fcclip': ('ade150', 'ade847', 'pc59', 'pc459', 'voc21', 'voc20', 'cityscapes19'),
+    'clip_dinoiser': ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81', 'coco_stuff171', 'cityscapes19',
+                      'ade150'),
+    'maskclip': ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81', 'coco_stuff171', 'cityscapes19', 'ade150'),
+}
+METHOD_COUNTS = {f'{method}/{name}': COUNTS[name] for method, names in METHOD_LISTS.items() for name in names}
 
 # built-in vocabulary -> mmseg dataset class whose METAINFO classes it must equal, in order
 MMSEG_DATASETS = {'voc21': 'PascalVOCDataset', 'pc60': 'PascalContextDataset',
@@ -42,10 +56,10 @@ def write(tmp_path, text, name='vocab.txt'):
 
 # ------------------------------------------------------------------------------ built-in vocabularies
 def test_available_vocabularies():
-    assert available_vocabularies() == sorted(COUNTS)
+    assert available_vocabularies() == sorted({**COUNTS, **METHOD_COUNTS})
 
 
-@pytest.mark.parametrize('name,count', sorted(COUNTS.items()))
+@pytest.mark.parametrize('name,count', sorted({**COUNTS, **METHOD_COUNTS}.items()))
 def test_builtin_counts_and_format(name, count):
     vocab = load_vocabulary(name)
     assert len(vocab) == count and vocab.name == name
@@ -54,6 +68,74 @@ def test_builtin_counts_and_format(name, count):
     data = [line for line in lines if not line.startswith('#')]
     assert [int(line.split(':', 1)[0]) for line in data] == list(range(count))
     assert all(line == line.strip() and ', ' not in line for line in data)
+
+
+@pytest.mark.parametrize('name', sorted(METHOD_COUNTS))
+def test_method_lists_name_their_source(name):
+    """Every list of an original names its repository, commit and file in its header."""
+    source = load_vocabulary(name).source
+    assert re.search(r'[\w.-]+/[\w.-]+@[0-9a-f]{40} [\w./-]+\.(py|txt)', source), source
+
+
+def test_fcclip_lists_are_verbatim():
+    """FC-CLIP's lists keep their repeats: VOC-21's background has 74 names with 'bag' and 'tiles' twice,
+    PC-459 has 'stone' in two classes, ADE-847 'pot' names two classes."""
+    voc21 = load_vocabulary('fcclip/voc21')
+    background = voc21.classes[0]
+    assert voc21.verbatim and len(background) == 74
+    assert background.count('bag') == 2 and background.count('tiles') == 2
+    assert load_vocabulary('fcclip/voc20').classes == voc21.classes[1:]
+    pc459 = load_vocabulary('fcclip/pc459')
+    assert sum('stone' in cls for cls in pc459.classes) == 2
+    assert load_vocabulary('fcclip/ade847').names.count('pot') == 2
+    with pytest.raises(VocabularyError):  # the same classes without the directive are refused
+        Vocabulary(voc21.classes)
+
+
+def test_fcclip_lists_differ_from_the_general_ones_where_issue_found():
+    """The general lists added mmseg display names as extra prompts; FC-CLIP's do not have them."""
+    assert load_vocabulary('fcclip/ade150').classes[25] == ('house exterior',)
+    assert load_vocabulary('ade150').classes[25] == ('house', 'house exterior')
+    assert load_vocabulary('fcclip/pc59').classes[40] == ('street', 'streets')
+    assert load_vocabulary('fcclip/ade847').classes[72][:4] == ('stove', 'kitchen stove', 'kitchen range',
+                                                                'kitchen range')
+
+
+def test_clip_dinoiser_lists_are_plain_dataset_classes():
+    """One name per class, CLIP-DINOiser's CLASSES (e.g. 'dining table', 'potted plant')."""
+    for name in METHOD_LISTS['clip_dinoiser']:
+        vocab = load_vocabulary(f'clip_dinoiser/{name}')
+        assert all(len(cls) == 1 for cls in vocab.classes), name
+    voc = load_vocabulary('clip_dinoiser/voc21').names
+    assert voc[11] == 'dining table' and voc[16] == 'potted plant' and voc[20] == 'tvmonitor'
+    assert load_vocabulary('clip_dinoiser/voc20').names == voc[1:]
+    assert load_vocabulary('clip_dinoiser/pc59').names == load_vocabulary('clip_dinoiser/pc60').names[1:]
+
+
+@pytest.mark.parametrize('method,name,dataset', [
+    ('clip_dinoiser', 'ade150', 'ADE20KDataset'), ('clip_dinoiser', 'cityscapes19', 'CityscapesDataset')])
+def test_clip_dinoiser_mmseg_lists_equal_mmseg(method, name, dataset):
+    expected = [c.strip() for c in mmseg_classes(dataset)]
+    assert load_vocabulary(f'{method}/{name}').names == expected
+
+
+def test_maskclip_lists():
+    """MaskCLIP's own names ('airplane', 'tv monitor'); its VOC-21 / PC-60 / COCO-Object lists add a
+    background class to them."""
+    voc20 = load_vocabulary('maskclip/voc20').names
+    assert voc20[0] == 'airplane' and voc20[-1] == 'tv monitor'
+    assert load_vocabulary('maskclip/voc21').names == ['background'] + voc20
+    assert load_vocabulary('maskclip/pc60').names[1:] == load_vocabulary('maskclip/pc59').names
+    stuff = load_vocabulary('maskclip/coco_stuff171').names
+    assert load_vocabulary('maskclip/coco_object81').names == ['background'] + stuff[:80]
+    assert stuff[91] == 'tile ceiling' and load_vocabulary('maskclip/ade150').names[7] == 'bed'
+
+
+def test_stripped_trailing_space_gives_the_same_clip_tokens():
+    """'bed ' (mmseg / MaskCLIP ADE name) is stored as 'bed': CLIP's tokenizer gives the same tokens."""
+    open_clip = pytest.importorskip('open_clip')
+    tokenizer = open_clip.get_tokenizer('ViT-B-16')
+    assert tokenizer(['a photo of a bed .']).tolist() == tokenizer(['a photo of a bed.']).tolist()
 
 
 @pytest.mark.parametrize('name', sorted(MMSEG_DATASETS))
@@ -281,7 +363,7 @@ def test_verbatim_files_keep_spaces_and_shared_synonyms(tmp_path):
     assert vocab.synonym_to_class == [0, 0, 1, 2]
     with pytest.raises(VocabularyError, match='two classes'):
         parse_vocabulary_file(write(tmp_path, '0:sky,bed\n1:bed\n', name='strict.txt'))
-    with pytest.raises(VocabularyError, match='duplicate class'):
-        parse_vocabulary_file(write(tmp_path, '#! verbatim\n0:bed\n1:bed\n', name='dup.txt'))
+    # main's rule (issue 13): a verbatim list keeps its source's repeats, a class named twice included
+    assert parse_vocabulary_file(write(tmp_path, '#! verbatim\n0:bed\n1:bed\n', name='dup.txt')).names == ['bed'] * 2
     assert Vocabulary((('a ',), ('b',)), verbatim=True).names == ['a ', 'b']
     assert Vocabulary((('a ',), ('b',))).names == ['a', 'b']

@@ -30,10 +30,11 @@ def mvtec_root(tmp_path_factory):
     return root
 
 
-def _tiny_config(tmp_path, leaf, root, head=None):
+def _tiny_config(tmp_path, leaf, root, head=None, model=''):
     """A test-only config over a shipped leaf: tiny CLIP, 64 px, the generated data, no workers."""
     arch = tiny_clip_arch('vit')
     head = f', head=dict({head})' if head else ''
+    head += f', {model}' if model else ''
     lines = [f"_base_ = [{str(REPO / 'configs/anomaly' / leaf)!r}]",
              'test_pipeline = [',
              "    dict(type='LoadImageFromFile'),",
@@ -78,6 +79,22 @@ def test_winclip_config_on_generated_mvtec(tmp_path, mvtec_root):
 def test_musc_config_on_generated_mvtec(tmp_path, mvtec_root):
     config = _tiny_config(tmp_path, 'musc_vit-l14-336_mvtec.py', mvtec_root,
                           head='layers=(0, 1), extract_batch=4')
+    work_dir = tmp_path / 'work'
+    metrics = _test_tool().main([config, '--work-dir', str(work_dir)])
+    _check_report(metrics, work_dir)
+
+
+@pytest.fixture(scope='module')
+def mvtec_train_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('mvtec_like_train')
+    make_mvtec_like(str(root), CATEGORIES, num_good=3, num_defect=3, size=96, seed=0, num_train=3)
+    return root
+
+
+@pytest.mark.parametrize('leaf', ['winclip_vit-b16-plus-240_2shot_mvtec.py'])
+def test_fewshot_config_on_generated_mvtec(tmp_path, mvtec_train_root, leaf):
+    """k-shot configs: references drawn from train/good per category, loaded by the test pipeline."""
+    config = _tiny_config(tmp_path, leaf, mvtec_train_root, model='reference_pipeline=test_pipeline')
     work_dir = tmp_path / 'work'
     metrics = _test_tool().main([config, '--work-dir', str(work_dir)])
     _check_report(metrics, work_dir)

@@ -45,6 +45,8 @@ FCCLIP = [o for key in ('backbone', 'pixel_decoder', 'transformer_decoder', 'tes
           for o in _flatten(f'model.{key}', tiny_fcclip_cfg()[key])]
 ANOMALYCLIP = ['model.head.n_ctx=4', 'model.head.text_depth=1', 'model.head.text_n_ctx=2',
                'model.head.features=[1,2]', 'model.head.vv_blocks=1']
+ADAPTCLIP = ['model.head.n_ctx=4', 'model.head.features=[1,2]', 'model.head.vv_blocks=1',
+             'model.head.pq_mid_dim=8']
 # config -> (tiny --cfg-options, stages that must show up)
 CASES = {
     'maskclip/maskclip_vit-b16_voc21.py': (CLIP + SLIDE, {'backbone', 'head_rules', 'upsample'}),
@@ -64,6 +66,8 @@ CASES = {
     'anomaly/musc_vit-l14-336_visa.py': (CLIP + ['model.head.layers=[0,1]'], {'head.extract', 'head'}),
     'anomaly/anomalyclip_vit-l14-336_mvtec.py': (
         CLIP + ANOMALYCLIP, {'head.encode_images', 'head.text_features', 'head.score'}),
+    'anomaly/winclip_vit-b16-plus-240_2shot_mvtec.py': (CLIP, {'head.encode_images', 'head.score'}),
+    'anomaly/adaptclip_vit-l14-336_1shot_mvtec.py': (CLIP + ADAPTCLIP, {'head.encode_images', 'head.score'}),
 }
 
 
@@ -92,6 +96,8 @@ def test_every_model_type(bench, config, tmp_path):
         assert result['batch_latency_ms_mean'] == pytest.approx(9 * result['latency_ms_mean'])
     else:
         assert result['batch'] == 1 and result['text_encoding_s'] > 0
+    if 'shot' in config:  # few-shot: the config's k references, encoded once before the timed images
+        assert result['shots'] == int(config.split('shot')[0][-1]) and result['memory_build_s'] > 0
     if 'samproposals' in config:
         assert result['counts_per_image']['sam_proposals'] >= 0
     if 'samrefine' in config:

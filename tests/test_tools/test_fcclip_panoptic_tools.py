@@ -88,28 +88,33 @@ def test_tiny_training_lowers_the_loss_and_the_checkpoint_evaluates(tmp_path, co
     assert {'mIoU', 'PQ', 'PQ_th', 'PQ_st', 'AP'} <= set(metrics)
 
 
+# config -> (FC-CLIP's own class list, the general list whose names the dataset uses)
 FCCLIP_CONFIGS = {
-    'configs/fcclip_ade.py': 'ade150',
-    'configs/fcclip/fcclip_convnext-l_ade847.py': 'ade847',
-    'configs/fcclip/fcclip_convnext-l_pc59.py': 'pc59',
-    'configs/fcclip/fcclip_convnext-l_pc459.py': 'pc459',
-    'configs/fcclip/fcclip_convnext-l_voc20.py': 'voc20',
-    'configs/fcclip/fcclip_convnext-l_voc21.py': 'voc21',
-    'configs/fcclip/fcclip_convnext-l_cityscapes.py': 'cityscapes19',
-    'configs/fcclip/fcclip_convnext-l_coco-panoptic.py': 'coco_panoptic133',
-    'configs/fcclip/fcclip_convnext-l_coco-panoptic_train.py': 'coco_panoptic133',
+    'configs/fcclip_ade.py': ('fcclip/ade150', 'ade150'),
+    'configs/fcclip/fcclip_convnext-l_ade847.py': ('fcclip/ade847', 'ade847'),
+    'configs/fcclip/fcclip_convnext-l_pc59.py': ('fcclip/pc59', 'pc59'),
+    'configs/fcclip/fcclip_convnext-l_pc459.py': ('fcclip/pc459', 'pc459'),
+    'configs/fcclip/fcclip_convnext-l_voc20.py': ('fcclip/voc20', 'voc20'),
+    'configs/fcclip/fcclip_convnext-l_voc21.py': ('fcclip/voc21', 'voc21'),
+    'configs/fcclip/fcclip_convnext-l_cityscapes.py': ('fcclip/cityscapes19', 'cityscapes19'),
+    'configs/fcclip/fcclip_convnext-l_coco-panoptic.py': ('coco_panoptic133', 'coco_panoptic133'),
+    'configs/fcclip/fcclip_convnext-l_coco-panoptic_train.py': ('coco_panoptic133', 'coco_panoptic133'),
 }
 
 
 @pytest.mark.parametrize('path', sorted(FCCLIP_CONFIGS))
 def test_fcclip_configs(path):
-    """Vocabulary = dataset classes in order; panoptic configs score all three tasks with the same things."""
+    """FC-CLIP's own class list, one class per dataset class; panoptic configs score all three tasks
+    with the same things."""
     cfg = Config.fromfile(str(REPO / path))
     dataset = cfg.test_dataloader.dataset
     meta = DATASETS.get(dataset.type).METAINFO
     classes = tuple(c.strip() for c in dataset.get('metainfo', {}).get('classes', meta['classes']))
-    names = tuple(load_vocabulary(FCCLIP_CONFIGS[path]).names)
-    if FCCLIP_CONFIGS[path] == 'coco_panoptic133':  # FC-CLIP's names ('tree' for 'tree-merged'), same order
+    vocabulary, general = FCCLIP_CONFIGS[path]
+    assert cfg.model.vocabulary == vocabulary
+    names = tuple(load_vocabulary(general).names)
+    assert len(load_vocabulary(vocabulary)) == len(classes)
+    if general == 'coco_panoptic133':  # FC-CLIP's names ('tree' for 'tree-merged'), same order
         assert len(names) == len(classes) == 133 and names[:49] == classes[:49]
     else:
         assert classes == names

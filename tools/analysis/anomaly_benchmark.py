@@ -1,4 +1,4 @@
-"""Speed and memory of the zero-shot anomaly heads (WinCLIP per image, MuSc per category batch).
+"""Speed and memory of the anomaly heads (WinCLIP per image, MuSc per category batch, few-shot memories).
 
 Usage::
 
@@ -8,13 +8,24 @@ Usage::
         [--layers 5 11 17 23] [--num-images 25 50 100 200] [--device cpu|cuda]
     python tools/analysis/anomaly_benchmark.py musc-scoring [--grid 16] [--channels 256] [--layers 4]
         [--num-images 25 50 100 200]
+    python tools/analysis/anomaly_benchmark.py winclip-fewshot|adaptclip-fewshot [--num-images 1 10 50 200]
 
 Models have random weights (nothing is downloaded; ``--arch tiny`` is the 2-block test ViT). Inputs are
 random images (or, for ``musc-scoring``, random patch tokens: the scoring alone). Each MuSc size runs
 in a fresh subprocess so its peak memory is its own: CUDA ``max_memory_allocated`` or the peak RSS of
 the timed call (VmHWM after resetting it) minus the RSS before it; for ``musc`` the images and the
 model exist before the call, for ``musc-scoring`` the tokens are made inside it. The MuSc rows also give the bound
-of ``ovseg.models.anomaly.memory_bound_bytes`` for comparison. One JSON object per line on stdout.
+of ``ovseg.models.anomaly.memory_bound_bytes`` for comparison.
+
+The few-shot modes take a memory of k = ``--num-images`` normal references at the published shapes
+(WinCLIP+: ViT-B-16-plus-240 at 240 px, 15 x 15 patches of 896-d tokens and 196 + 169 windows of 640-d
+embeddings per image; AdaptCLIP: ViT-L/14 at 518 px, 4 taps of 1370 x 768 tokens per image; random
+values) and time the head's scoring of one query against it (bank search, maps, for AdaptCLIP the
+prompt-query adapter with random weights), each k in a fresh subprocess. ``bank_mib`` is the memory's size
+(its tensors, exact); ``peak_mib`` the growth of the peak RSS during the scoring, compared with the head's
+``memory_bytes`` scoring estimate (``bound_mib``); the subprocesses run with glibc's mmap threshold fixed at
+1 MiB (``MALLOC_MMAP_THRESHOLD_``), so that freed tensors leave the resident set at once instead of
+lingering in the heap. One JSON object per line on stdout.
 """
 import argparse
 import json
@@ -25,14 +36,17 @@ import time
 
 import torch
 
-from ovseg.models.anomaly import MuScHead, WinCLIPHead, memory_bound_bytes, musc_scores
+from ovseg.models.anomaly import (MuScHead, WinCLIPFewShotHead, WinCLIPHead, memory_bound_bytes, musc_scores,
+                                  window_masks)
+from ovseg.models.anomaly.adaptclip import AdaptCLIPHead
 from ovseg.registry import MODELS
 from ovseg.testing import tiny_clip_arch
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Benchmark WinCLIP / MuSc.')
-    parser.add_argument('method', choices=['winclip', 'musc', 'musc-scoring'])
+    parser.add_argument('method', choices=['winclip', 'musc', 'musc-scoring', 'winclip-fewshot',
+                                           'adaptclip-fewshot'])
     parser.add_argument('--arch', default='tiny', help="'tiny' or an open_clip model name (random weights)")
     parser.add_argument('--size', type=int, default=64, help='input side in pixels. Default 64')
     parser.add_argument('--batch', type=int, default=8, help='WinCLIP images per batch. Default 8')
@@ -123,18 +137,59 @@ def bench_musc_one(args, n):
                 images_per_s=n / seconds, peak_mib=peak, bound_mib=bound)
 
 
+def _winclip_fewshot_inputs(k, gen, device):
+    head, grid, width, dim = WinCLIPFewShotHead(), (15, 15), 896, 640
+    windows = {s: window_masks(grid, s) for s in head.scales}
+    memory = dict(patch=torch.randn(k * 225, width, generator=gen, device=device), grid=grid, num_references=k,
+                  windows={s: torch.randn(k * m.shape[1], dim, generator=gen, device=device)
+                           for s, m in windows.items()})
+    encoded = dict(image_embeddings=torch.randn(1, dim, generator=gen, device=device), masks=windows, grid=grid,
+                   patch_embeddings=torch.randn(1, 225, width, generator=gen, device=device),
+                   input_size=(240, 240),
+                   window_embeddings={s: torch.randn(1, m.shape[1], dim, generator=gen, device=device)
+                                      for s, m in windows.items()})
+    text = torch.randn(2, dim, generator=gen, device=device)
+    return (lambda: head.score(encoded, text, memory)), head.memory_bytes(k, grid, width, dim)
+
+
+def _adaptclip_fewshot_inputs(k, gen, device):
+    head = AdaptCLIPHead(text_width=768, embed_dim=768).to(device).eval()
+    grid, size, dim = (37, 37), (518, 518), 768
+    banks = [head.bank(torch.randn(k, 1370, dim, generator=gen, device=device)) for _ in head.features]
+    memory = dict(banks=banks, grid=grid, num_references=k)
+    encoded = dict(tokens=[torch.randn(1, 1370, dim, generator=gen, device=device) for _ in head.features],
+                   image_features=torch.randn(1, dim, generator=gen, device=device), grid=grid)
+    texts = [torch.randn(2, dim, generator=gen, device=device) for _ in range(2)]
+    return (lambda: head.score(encoded, *texts, size, memory)), head.memory_bytes(k, grid, dim, size)
+
+
+def bench_fewshot_one(args, k):
+    """Score one query against a memory of ``k`` references (both made before the measured call)."""
+    build = _winclip_fewshot_inputs if args.method == 'winclip-fewshot' else _adaptclip_fewshot_inputs
+    with torch.no_grad():
+        build(1, torch.Generator(device=args.device).manual_seed(0), args.device)[0]()  # load the kernels
+        score, (bank, bound) = build(k, torch.Generator(device=args.device).manual_seed(0), args.device)
+        seconds, peak = _measure(score, args.device)
+    return dict(method=args.method, num_references=k, device=args.device, seconds=seconds,
+                bank_mib=bank / 2**20, peak_mib=peak, bound_mib=bound / 2**20)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.method == 'winclip':
         print(json.dumps(bench_winclip(args)))
         return
     if args.one:
-        print(json.dumps(bench_musc_one(args, args.num_images[0])))
+        one = bench_fewshot_one if args.method.endswith('fewshot') else bench_musc_one
+        print(json.dumps(one(args, args.num_images[0])))
         return
     argv = _without_num_images(list(argv if argv is not None else sys.argv[1:]))
     for n in args.num_images:
         cmd = [sys.executable, os.path.abspath(__file__)] + argv + ['--num-images', str(n), '--one']
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ)
+        if args.method.endswith('fewshot'):  # a fixed mmap threshold: the peak RSS follows the live tensors
+            env.update(MALLOC_MMAP_THRESHOLD_='1048576', MALLOC_ARENA_MAX='2')
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode:
             raise RuntimeError(f'benchmark of {n} images failed:\n{proc.stderr[-2000:]}')
         print(proc.stdout.strip().splitlines()[-1], flush=True)

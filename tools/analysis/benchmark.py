@@ -9,7 +9,8 @@ Usage::
 
 Every model type in configs/: ``OVSegmentor`` (MaskCLIP, CLIP-DINOiser, + SAM refinement),
 ``SAMProposalSegmentor``, ``FCCLIPSegmentor``, the anomaly segmentors (WinCLIP, AnoVL with or without its
-test-time adapter, AnomalyCLIP, MuSc). Each repeat runs ``model.test_step`` on one batch of uint8 images
+test-time adapter, AnomalyCLIP, MuSc, WinCLIP+ and AdaptCLIP with their reference memories). Each repeat runs
+``model.test_step`` on one batch of uint8 images
 (data preprocessor, inference, result packing): end to end except data loading. The images are
 scikit-image photos resized to the input size (``--image natural``, default: SAM proposals and SAM
 refinement see structure) or uniform noise (``--image random``). A batch is ``--batch`` images (default
@@ -32,7 +33,10 @@ weights; it is counted in ``counts_per_image``. ``--templates single`` gives eve
 one template (the per-image cost does not depend on them).
 
 Text embeddings (the vocabulary's, or an anomaly head's prompts) are computed once before the warm-up
-and reported separately (``text_encoding_s``). ``stages_ms`` is the exclusive ms per image of every stage
+and reported separately (``text_encoding_s``); so is the memory of few-shot anomaly models (``--shots``
+reference images, default the config's ``references.k_shot``, other scikit-image photos of the same size:
+``memory_build_s``), which every timed image is then scored against. ``stages_ms`` is the exclusive ms per
+image of every stage
 of :mod:`ovseg.utils.stage_timer` (top-level child modules, FC-CLIP's in-vocabulary classifier, SAM's
 image encoder, OVSegmentor ``head_rules`` / ``upsample``, the anomaly heads' steps) plus ``other``, the
 remainder: the stages sum to the mean latency.
@@ -75,6 +79,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, help='images per test_step (default 1; MuSc: max(8, minimum))')
     parser.add_argument('--image', choices=['natural', 'random'], default='natural',
                         help="input: scikit-image photos resized to the size (default) or uniform noise")
+    parser.add_argument('--shots', type=int,
+                        help="few-shot anomaly models: reference images (default: the config's k_shot)")
     parser.add_argument('--repeats', type=int, default=10, help='timed batches. Default 10')
     parser.add_argument('--warmup', type=int, default=2, help='untimed batches first. Default 2')
     parser.add_argument('--random-weights', action='store_true',
@@ -112,7 +118,8 @@ def config_test_pipeline(cfg):
 def published_shape(cfg, reference=None):
     """(H, W) the test pipeline's Resize gives a reference image (see the module docstring)."""
     from mmcv.image import rescale_size
-    resizes = [t for t in (config_test_pipeline(cfg) or []) if t.get('type') == 'Resize' and t.get('scale')]
+    resizes = [t for t in (config_test_pipeline(cfg) or [])
+               if t.get('type') in ('Resize', 'TorchvisionResize') and t.get('scale')]
     if not resizes:
         raise ValueError('The config has no test pipeline with a Resize scale: give --shape H W.')
     resize = resizes[0]
@@ -206,8 +213,10 @@ def random_batch(shape, device, seed=0, batch=1, image='random'):
     else:
         images = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=gen)
                   for _ in range(batch)]
+    # ori_img: the original RGB image, for SAM refinement at the original resolution (Trident's protocol)
     return dict(inputs=[x.to(device) for x in images],
-                data_samples=[SegDataSample(metainfo=dict(meta)) for _ in range(batch)])
+                data_samples=[SegDataSample(metainfo=dict(meta, ori_img=x.flip(0).permute(1, 2, 0).numpy()))
+                              for x in images])
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -269,11 +278,37 @@ def _time_text(model, device):
     return time.perf_counter() - start
 
 
+def reference_shots(cfg):
+    """k of a few-shot config (``test_dataloader.dataset.references.k_shot``), else 0."""
+    loader = cfg.get('test_dataloader')
+    refs = (loader.get('dataset', {}).get('references') if isinstance(loader, dict) else None) or {}
+    return int(refs.get('k_shot') or 0)
+
+
+def _reference_memory(model, args, batch):
+    """Few-shot models: build a memory of ``args.shots`` other photos, let ``batch`` use it; seconds."""
+    if not args.shots or not hasattr(model, 'cache_memory'):
+        return None
+    extra = random_batch(args.shape, args.device, seed=1, batch=len(batch['inputs']) + args.shots,
+                         image=args.image)
+    refs = dict(inputs=extra['inputs'][-args.shots:], data_samples=extra['data_samples'][-args.shots:])
+    _sync(args.device)
+    start = time.perf_counter()
+    memory = model.build_memory(model.data_preprocessor(refs, False)['inputs'])
+    _sync(args.device)
+    key = tuple(f'benchmark_reference_{i}' for i in range(args.shots))
+    model.cache_memory(key, memory)
+    for sample in batch['data_samples']:
+        sample.set_metainfo(dict(reference_paths=key))
+    return time.perf_counter() - start
+
+
 def run_benchmark(model, args):
     """Warm up, then time ``args.repeats`` batches; return the results dict (per-image figures)."""
     device, batch_size = args.device, args.batch
     text_s = _time_text(model, device)
     batch = random_batch(args.shape, device, batch=batch_size, image=args.image)
+    memory_s = _reference_memory(model, args, batch)
     with torch.no_grad():
         for _ in range(args.warmup):
             model.test_step(batch)
@@ -302,7 +337,7 @@ def run_benchmark(model, args):
                   latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p90=float(np.percentile(lat, 90)),
                   latency_ms_min=float(lat.min()), batch_latency_ms_mean=float(lat.mean() * batch_size),
                   cpu_ms_per_image=cpu_ms, peak_memory_mib=memory, peak_memory_how=memory_how,
-                  rss_before_timing_mib=rss_before, text_encoding_s=text_s,
+                  rss_before_timing_mib=rss_before, text_encoding_s=text_s, memory_build_s=memory_s,
                   stages_ms=timer.split_ms(float(np.sum(times)), images) if timer else None)
     if timer is not None and timer.counts:
         result['counts_per_image'] = {k: v / images for k, v in timer.counts.items()}
@@ -333,7 +368,8 @@ def describe_setup(model, args):
     info = machine_info(args.device)
     size = 'custom' if getattr(args, 'shape_given', False) else args.size
     return dict(config=args.config, model_type=type(model).__name__, shape=list(args.shape), size=size,
-                image=args.image, batch=args.batch, mode=test_cfg.get('mode'),
+                image=args.image, batch=args.batch, shots=getattr(args, 'shots', None),
+                mode=test_cfg.get('mode'),
                 crop_size=test_cfg.get('crop_size'), stride=test_cfg.get('stride'),
                 precision=getattr(model, 'precision', 'fp32'),
                 device=str(args.device), threads=info['threads'], random_weights=args.random_weights,
@@ -368,6 +404,7 @@ def main(argv=None):
     args.shape = resolve_shape(cfg, args.size, args.shape, args.small_side)
     model = build_model(args, cfg)
     args.batch = args.batch or default_batch(model)
+    args.shots = reference_shots(cfg) if args.shots is None else args.shots
     result = describe_setup(model, args)
     result.update(run_benchmark(model, args))
     print(format_table(result))

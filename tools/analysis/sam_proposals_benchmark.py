@@ -6,14 +6,18 @@ Usage::
         [--image FILE] [--size 1024] [--points-per-side 32] [--points-per-batch 64]
         [--pred-iou-thresh 0.88] [--stability-score-thresh 0.95] [--box-nms-thresh 0.7]
         [--sam-input-size 1024] [--threads N] [--seed 0] [--repeats 1] [--json OUT]
+        [--generators stock,ovseg[,sam2]] [--sam2-arch hiera_b+ | --sam2-pretrained ID_OR_FOLDER]
 
-Both generators run on the same image (``--image``, default scikit-image's astronaut, resized so that its
-long side is ``--size``) with the same SAM weights (``--checkpoint``, default random weights drawn with
-``--seed``) and the same settings, each in its own process so that peak memories do not mix. Reported per
-generator: wall and CPU seconds for the image (embedding included; the fastest of ``--repeats`` runs made
-in ABBA order, so that load drifts on a shared machine hit both alike), seconds of the image encoder
-alone, peak resident memory of the process and its increase during the proposal stage (Linux: the peak
-is reset after the model is built). The masks, predicted IoUs, stability scores and boxes are compared.
+The generators run on the same image (``--image``, default scikit-image's astronaut, resized so that its
+long side is ``--size``) with the same settings, each in its own process so that peak memories do not mix:
+``stock`` (segment-anything's generator) and ``ovseg`` (``SAMAutomaticProposals``) on the same SAM weights
+(``--checkpoint``, default random weights drawn with ``--seed``), and optionally ``sam2``:
+``SAMAutomaticProposals`` on a SAM 2 backend (random weights of ``--sam2-arch``, or ``--sam2-pretrained``).
+Reported per generator: wall and CPU seconds for the image (embedding included; the fastest of
+``--repeats`` runs made in ABBA order, so that load drifts on a shared machine hit all alike), seconds of
+the image encoder alone, peak resident memory of the process and its increase during the proposal stage
+(Linux: the peak is reset after the model is built). The masks, predicted IoUs, stability scores and
+boxes of ``stock`` and ``ovseg`` (one network) are compared.
 """
 import argparse
 import json
@@ -46,7 +50,13 @@ def parse_args(argv=None):
     parser.add_argument('--repeats', type=int, default=1,
                         help='runs per generator, in ABBA order; the fastest is reported. Default 1')
     parser.add_argument('--json', help='write the results to this JSON file')
-    parser.add_argument('--run-one', choices=['stock', 'ovseg'], help=argparse.SUPPRESS)
+    parser.add_argument('--generators', default='stock,ovseg',
+                        help="comma-separated: stock, ovseg, sam2. Default 'stock,ovseg'")
+    parser.add_argument('--sam2-arch', default='hiera_b+',
+                        help="SAM 2 size for random weights: hiera_t, hiera_s, hiera_b+ (default), hiera_l")
+    parser.add_argument('--sam2-pretrained',
+                        help='SAM 2 Hugging Face id or folder (instead of random weights)')
+    parser.add_argument('--run-one', choices=['stock', 'ovseg', 'sam2'], help=argparse.SUPPRESS)
     parser.add_argument('--out', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -64,8 +74,13 @@ def load_test_image(path, size):
 
 
 def build_sam(args):
-    from ovseg.models.proposals import SAMPredictor
     torch.manual_seed(args.seed)
+    if args.run_one == 'sam2':
+        from ovseg.models.proposals import SAM2Predictor
+        if args.sam2_pretrained:
+            return SAM2Predictor(pretrained=args.sam2_pretrained).eval()
+        return SAM2Predictor(arch=args.sam2_arch, image_size=args.sam_input_size).eval()
+    from ovseg.models.proposals import SAMPredictor
     return SAMPredictor(arch=args.arch, checkpoint=args.checkpoint, image_size=args.sam_input_size).eval()
 
 
@@ -172,23 +187,27 @@ def main(argv=None):
     results = dict(settings={k: v for k, v in vars(args).items() if k not in ('run_one', 'out', 'json')},
                    torch=torch.__version__, cpu=platform.processor() or platform.machine(),
                    cpu_count=os.cpu_count())
-    # ABBA order (stock, ovseg, ovseg, stock, ...) so that load drifts hit both generators alike
-    order = [name for i in range(args.repeats)
-             for name in (('stock', 'ovseg') if i % 2 == 0 else ('ovseg', 'stock'))]
-    runs, outputs = {'stock': [], 'ovseg': []}, {}
+    names = [n.strip() for n in args.generators.split(',') if n.strip()]
+    if not names or not set(names) <= {'stock', 'ovseg', 'sam2'}:
+        raise SystemExit(f'--generators takes stock, ovseg and sam2, got {args.generators!r}')
+    # ABBA order (A B, B A, ...) so that load drifts on a shared machine hit every generator alike
+    order = [name for i in range(args.repeats) for name in (names if i % 2 == 0 else names[::-1])]
+    runs, outputs = {name: [] for name in names}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(order):
             out = os.path.join(tmp, f'{name}_{i}.npz')
             runs[name].append(_run_child(name, out, child_argv))
             outputs.setdefault(name, dict(np.load(out)))
-        results['identity'] = compare(outputs['stock'], outputs['ovseg'])
+        if {'stock', 'ovseg'} <= set(names):  # the same network: the outputs must be identical
+            results['identity'] = compare(outputs['stock'], outputs['ovseg'])
     for name in runs:
         results[name] = summarise(runs[name])
-    stock, ours = results['stock'], results['ovseg']
-    results['speedup'] = stock['seconds'] / ours['seconds']
-    results['speedup_cpu'] = stock['cpu_seconds'] / ours['cpu_seconds']
-    stage = [r['seconds'] - r['encoder_seconds'] for r in (stock, ours)]
-    results['speedup_without_encoder'] = stage[0] / stage[1] if stage[1] > 0 else None
+    if {'stock', 'ovseg'} <= set(names):
+        stock, ours = results['stock'], results['ovseg']
+        results['speedup'] = stock['seconds'] / ours['seconds']
+        results['speedup_cpu'] = stock['cpu_seconds'] / ours['cpu_seconds']
+        stage = [r['seconds'] - r['encoder_seconds'] for r in (stock, ours)]
+        results['speedup_without_encoder'] = stage[0] / stage[1] if stage[1] > 0 else None
     print(json.dumps(results, indent=2))
     if args.json:
         with open(args.json, 'w') as f:

@@ -25,3 +25,8 @@ test_dataloader = dict(
 val_dataloader = test_dataloader
 test_evaluator = dict(type='OVIoUMetric', iou_metrics=['mIoU'], ignore_index=65535)
 val_evaluator = test_evaluator
+data_source = dict(
+    resize="ovseg's choice: the short-side-448 protocol of the other training-free benchmarks "
+           '(CLIP-DINOiser segmentation/configs/_base_/datasets/*.py); the training-free originals did not '
+           'evaluate this dataset',
+    metric='mmseg IoUMetric mIoU (a class predicted but absent from the ground truth counts as IoU 0)')

@@ -27,3 +27,12 @@ val_dataloader = test_dataloader
 # OVIoUMetric = mmseg's IoUMetric (convention='mmseg') plus the per-class JSON in the log folder.
 test_evaluator = dict(type='OVIoUMetric', iou_metrics=['mIoU'])
 val_evaluator = test_evaluator
+data_source = dict(
+    resize='wysoczanska/clip_dinoiser@c225055e84f79769f187818997332cc5f3767d89 '
+           'segmentation/configs/_base_/datasets/coco.py '
+           "(mmseg 0.x Resize img_scale (2048, 448), keep_ratio, cv2 bilinear)",
+    dataset='wysoczanska/clip_dinoiser@c225055e84f79769f187818997332cc5f3767d89 '
+            'segmentation/configs/_base_/datasets/coco.py: '
+            "COCOObjectDataset (*_instanceTrainIds.png, GroupViT conversion)",
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

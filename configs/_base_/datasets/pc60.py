@@ -25,3 +25,12 @@ val_dataloader = test_dataloader
 # OVIoUMetric = mmseg's IoUMetric (convention='mmseg') plus the per-class JSON in the log folder.
 test_evaluator = dict(type='OVIoUMetric', iou_metrics=['mIoU'])
 val_evaluator = test_evaluator
+data_source = dict(
+    resize='wysoczanska/clip_dinoiser@d39307e1d1d33726fac61f48675eaf96eaa0e207 '
+           'segmentation/configs/_base_/datasets/pascal_context.py '
+           "(mmseg 0.x Resize img_scale (2048, 448), keep_ratio, cv2 bilinear)",
+    dataset='wysoczanska/clip_dinoiser@d39307e1d1d33726fac61f48675eaf96eaa0e207 '
+            'segmentation/configs/_base_/datasets/pascal_context.py: '
+            "PascalContextDataset, 60 classes, ignore 255",
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

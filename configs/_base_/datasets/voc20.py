@@ -26,3 +26,12 @@ val_dataloader = test_dataloader
 # OVIoUMetric = mmseg's IoUMetric (convention='mmseg') plus the per-class JSON in the log folder.
 test_evaluator = dict(type='OVIoUMetric', iou_metrics=['mIoU'])
 val_evaluator = test_evaluator
+data_source = dict(
+    resize='wysoczanska/clip_dinoiser@c225055e84f79769f187818997332cc5f3767d89 '
+           'segmentation/configs/_base_/datasets/pascal_voc12_20.py '
+           "(mmseg 0.x Resize img_scale (2048, 448), keep_ratio, cv2 bilinear)",
+    dataset='wysoczanska/clip_dinoiser@c225055e84f79769f187818997332cc5f3767d89 '
+            'segmentation/configs/_base_/datasets/pascal_voc12_20.py: '
+            "PascalVOCDataset20 (background 0 -> ignore, reduce_zero_label)",
+    metric='mmseg 0.x CustomDataset.evaluate mIoU: a class predicted but absent from the ground truth '
+           'counts as IoU 0')

@@ -22,3 +22,11 @@ model = dict(
         sigma=4,
         lam=4,
         fp16_deep_prompts=True))
+# Test-time resize as AnomalyCLIP's utils.get_transform: torchvision Resize((518, 518), bicubic) on the PIL
+# image, CenterCrop(518), which keeps it whole.
+test_resize = dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic',
+                   backend='pillow')
+model_source = dict(
+    resize='zqhang/AnomalyCLIP utils.py get_transform (PIL Resize((image_size, image_size), BICUBIC) + '
+           'CenterCrop), test.sh image_size 518',
+    scores='zqhang/AnomalyCLIP AnomalyCLIP_lib / test.py (DPAM in the last 19 blocks, layers 6/12/18/24)')

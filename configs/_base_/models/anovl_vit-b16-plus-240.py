@@ -23,3 +23,10 @@ model = dict(
         plain_softmax=True),  # adapter: None (training-free); the *_tta leaves add it
     # Category names go into the prompts with '_' -> ' ' (the reference keeps the underscore).
     class_names=dict())
+# Test-time resize as AnoVL's get_data_transforms(240, 240): torchvision Resize((240, 240)) on the PIL
+# image (bilinear, the default), CenterCrop(240), which keeps it whole.
+test_resize = dict(type='Resize', scale=(240, 240), keep_ratio=False, interpolation='bilinear',
+                   backend='pillow')
+model_source = dict(
+    resize='hq-deng/AnoVL vl_test.py get_data_transforms (PIL Resize((240, 240)) bilinear + CenterCrop)',
+    scores='hq-deng/AnoVL test_zero_shot.sh / vl_test.py (V-V attention, domain-aware prompts)')

@@ -2,7 +2,8 @@
 # laion2b_s29b_b131k_ft_soup): Mask2Former pixel decoder (6 deformable layers) and masked-attention
 # decoder (9 layers, 250 queries), in-vocabulary + out-of-vocabulary (frozen CLIP) classifiers fused by
 # the geometric ensemble (alpha 0.4 seen / beta 0.8 unseen). Values follow the released FC-CLIP configs.
-# Leaf configs set ``vocabulary`` (+ ``thing_classes`` for panoptic / instance results).
+# Leaf configs set ``vocabulary`` (+ ``thing_classes`` for panoptic / instance results): FC-CLIP's own lists
+# come with the FC-CLIP dataset bases (configs/_base_/datasets/fcclip/).
 clip_mean = [122.7709383, 116.7460125, 104.09373615]
 clip_std = [68.5005327, 66.6321579, 70.32316305]
 data_preprocessor = dict(
@@ -33,3 +34,12 @@ model = dict(
     test_cfg=dict(semantic_on=True, panoptic_on=True, instance_on=True, object_mask_threshold=0.0,
                   overlap_threshold=0.8, max_per_image=100),
     size_divisor=32)
+model_source = dict(
+    templates='bytedance/fc-clip@a8dc32c862dfc1fe55dcf9287090e080d9ee5f50 fcclip/fcclip.py VILD_PROMPT',
+    seen='bytedance/fc-clip@a8dc32c862dfc1fe55dcf9287090e080d9ee5f50 fcclip/fcclip.py '
+         'prepare_class_names_from_metadata (a test class is seen when one of its names is a name of the '
+         'COCO panoptic training list)',
+    ensemble='bytedance/fc-clip@a8dc32c862dfc1fe55dcf9287090e080d9ee5f50 configs/coco/panoptic-segmentation/'
+             'fcclip/fcclip_convnext_large_eval_ade20k.yaml (alpha 0.4, beta 0.8, 250 queries)',
+    inference='bytedance/fc-clip@a8dc32c862dfc1fe55dcf9287090e080d9ee5f50 fcclip/fcclip.py (whole image, '
+              'padded to 32, semantic / panoptic / instance inference of Mask2Former)')

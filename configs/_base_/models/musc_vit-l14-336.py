@@ -18,3 +18,13 @@ model = dict(
         rscin_k=(1, 2, 3),
         extract_batch=8,
         chunk_elements=2**24))
+# Test-time resize as MuSc's image transform (its vendored open_clip image_transform(518, is_train=False):
+# torchvision Resize((518, 518), bicubic) on the PIL image, then CenterCrop(518), which keeps it whole).
+test_resize = dict(type='Resize', scale=(518, 518), keep_ratio=False, interpolation='bicubic',
+                   backend='pillow')
+model_source = dict(
+    resize='xrli-U/MuSc@e5457a61bd1e29da4c8b52b39c23c4de1aba5938 models/backbone/open_clip/transform.py '
+           'image_transform (Resize((518, 518), BICUBIC) + CenterCrop on PIL images; datasets/mvtec.py reads '
+           'them with PIL convert("RGB"))',
+    scores='xrli-U/MuSc@b1847817fb9557c34b8cbd70ae750c3e7affa380 models/musc.py (layers 5/11/17/23, r 1/3/5, '
+           'MSM 0-30 %, RsCIN k per dataset)')

@@ -16,3 +16,14 @@ model = dict(
         prompts=dict(type='AnomalyStatePrompts', prompt_set='winclip', normalize_prompts=False)),
     # Category names go into the prompts with '_' -> ' '; map any to a better name here.
     class_names=dict())
+# Test-time resize as anomalib's WinCLIP pre-processor: torchvision v2 Resize((240, 240), bicubic,
+# antialias=True) on the float image, aspect ratio not kept, no clipping or rounding.
+test_resize = dict(type='TorchvisionResize', scale=(240, 240), keep_ratio=False, interpolation='bicubic',
+                   antialias=True)
+model_source = dict(
+    resize='openvinotoolkit/anomalib@03a2a2e9f4a9b5a76492a514f1babb44872702de src/anomalib/models/image/'
+           'winclip/lightning_model.py configure_pre_processor (images read by PIL, /255, float resize)',
+    prompts='openvinotoolkit/anomalib src/anomalib/models/image/winclip/prompting.py (7 normal / 4 '
+            'anomalous states x 21 templates)',
+    scores='openvinotoolkit/anomalib src/anomalib/models/image/winclip/torch_model.py (windows 2 and 3, '
+           'harmonic aggregation, temperature 0.07)')

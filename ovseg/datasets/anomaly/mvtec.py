@@ -5,6 +5,7 @@ import os.path as osp
 from mmseg.datasets import BaseSegDataset
 
 from ovseg.registry import DATASETS
+from .references import attach_references, mvtec_normal_train
 
 MVTEC_CATEGORIES = ('bottle', 'cable', 'capsule', 'carpet', 'grid', 'hazelnut', 'leather', 'metal_nut',
                     'pill', 'screw', 'tile', 'toothbrush', 'transistor', 'wood', 'zipper')
@@ -38,6 +39,9 @@ class MVTecADDataset(BaseSegDataset):
         categories (Sequence[str], optional): categories to load; default every folder with ``test/``.
         normal_dir (str): defect folder of normal images. Default 'good'.
         mask_suffix (str): mask file name = image stem + suffix. Default '_mask.png'.
+        references (dict, optional): few-shot normal references of each category, drawn from
+            ``<category>/train/<normal_dir>``: ``dict(k_shot=1, seed=0, draw='shuffle')``; every data info
+            then holds their paths as ``reference_paths`` (see :mod:`.references`). Default None.
         **kwargs: ``BaseSegDataset`` arguments (pipeline, ...).
 
     Raises:
@@ -47,8 +51,10 @@ class MVTecADDataset(BaseSegDataset):
 
     METAINFO = ANOMALY_METAINFO
 
-    def __init__(self, data_root, categories=None, normal_dir='good', mask_suffix='_mask.png', **kwargs):
+    def __init__(self, data_root, categories=None, normal_dir='good', mask_suffix='_mask.png', references=None,
+                 **kwargs):
         self.categories = tuple(categories) if categories is not None else None
+        self.references = references
         self.normal_dir = normal_dir
         self.mask_suffix = mask_suffix
         kwargs.setdefault('img_suffix', '.png')
@@ -98,4 +104,8 @@ class MVTecADDataset(BaseSegDataset):
 
     def load_data_list(self):
         """Data infos of every test image of the selected categories."""
-        return [info for category in self._category_list() for info in self._category_infos(category)]
+        infos = [info for category in self._category_list() for info in self._category_infos(category)]
+        if self.references is not None:
+            attach_references(infos, lambda c: mvtec_normal_train(self.data_root, c, self.normal_dir),
+                              self.references)
+        return infos

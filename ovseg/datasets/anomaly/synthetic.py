@@ -37,8 +37,9 @@ def synthetic_sample(texture, size, rng, defect):
 
 
 def make_mvtec_like(root, categories=TEXTURES, num_good=3, num_defect=3, size=96, defect='pasted',
-                    seed=0):
-    """Write ``<root>/<category>/test/{good,<defect>}/NNN.png`` and ``ground_truth/<defect>/NNN_mask.png``.
+                    seed=0, num_train=0):
+    """Write ``<root>/<category>/test/{good,<defect>}/NNN.png`` and ``ground_truth/<defect>/NNN_mask.png``
+    (and ``num_train`` normal images ``train/good/NNN.png``, the few-shot references' source).
 
     Returns:
         dict[str, list[np.ndarray]]: per category the masks in dataset order (good first).
@@ -48,6 +49,9 @@ def make_mvtec_like(root, categories=TEXTURES, num_good=3, num_defect=3, size=96
     for category in categories:
         texture = _texture(category)
         masks[category] = []
+        for i in range(num_train):
+            _save(synthetic_sample(texture, size, rng, False)[0], osp.join(root, category, 'train', 'good',
+                                                                            f'{i:03d}.png'))
         for folder, count in (('good', num_good), (defect, num_defect)):
             for i in range(count):
                 image, mask = synthetic_sample(texture, size, rng, folder != 'good')

@@ -126,11 +126,12 @@ def aupro_official_from_table(table, fpr_limit=0.3):
 def threshold_grid(table, num_thresholds=200):
     """``np.arange(min, max, (max - min) / num_thresholds)`` as AnomalyCLIP / MuSc compute it.
 
-    min, max and the step are numpy scalars of the scores' dtype (float32 maps: float32 step); numpy's
-    ``arange`` then returns float64 values ``min + i * step``.
+    min, max and the step are numpy scalars of the scores' dtype (float32 maps: float32 step), as numpy >= 2
+    computes ``(max - min) / 200`` (NEP 50; numpy 1.x promoted that step to float64, which moves the
+    number by ~2e-5); numpy's ``arange`` then returns float64 values ``min + i * step``.
     """
     low, high = table.values[-1], table.values[0]
-    step = (high - low) / num_thresholds  # numpy scalar maths: stays in the scores' dtype
+    step = (high - low) / table.values.dtype.type(num_thresholds)  # in the scores' dtype, any numpy
     if step == 0:
         return np.asarray([low])
     return np.arange(low, high, step)

@@ -44,12 +44,16 @@ def harmonic_aggregation(window_scores, masks, grid_size):
         grid_size (tuple[int, int]): (h, w).
 
     Returns:
-        Tensor: (B, h, w); patches no window covers get 0.
+        Tensor: (B, h, w); patches no window covers get 0, and so do patches covered by a window of score 0
+        (anomalib's ``nan_to_num(posinf=0)``; a few-shot distance is 0 where a query equals a reference).
     """
     h, w = grid_size
     cover = torch.zeros(masks.shape[1], h * w, dtype=window_scores.dtype, device=window_scores.device)
     cover.scatter_(1, masks.t().to(window_scores.device), 1.0)  # (num_windows, h*w) window covers patch
-    inv_sum = (1.0 / window_scores) @ cover
+    inv = 1.0 / window_scores
+    zero = torch.isinf(inv)  # inf * 0 in the product would give NaN: sum the finite terms, then set inf
+    inv_sum = torch.where(zero, torch.zeros_like(inv), inv) @ cover
+    inv_sum = inv_sum.masked_fill((zero.to(cover.dtype) @ cover) > 0, float('inf'))
     count = cover.sum(dim=0)
     patch = torch.where(count > 0, count / inv_sum, torch.zeros_like(inv_sum))
     return patch.reshape(-1, h, w)

@@ -47,14 +47,23 @@ class OpenCLIPBackbone(BaseModule):
         pos_mode (str, optional): ViT only: positional-embedding resize for other input sizes
             (:mod:`ovseg.models.backbones.pos_embed`): 'bicubic' (default for open_clip ViTs),
             'bilinear', 'bicubic_scale' (SCLIP / ClearCLIP / NACLIP).
+        trainable (Sequence[str]): submodules of ``self.clip`` (name prefixes, e.g. 'visual.trunk.stages')
+            whose parameters train; everything else stays frozen. Default () (all frozen). MAFT+
+            fine-tunes its ConvNeXt trunk this way.
+        train_mode (Sequence[str], optional): submodules that follow ``train()`` (drop path active in
+            training); the rest stays in eval mode. Default: ``trainable``.
     """
 
     def __init__(self, model_name='ViT-B-16', pretrained=None, checkpoint=None, arch=None, cache_dir=None,
                  token_layers=(), with_global=False, attention=MASKCLIP_ATTENTION, pos_mode=None,
-                 init_cfg=None):
+                 trainable=(), train_mode=None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.clip = build_open_clip(model_name, pretrained, checkpoint, arch, cache_dir)
         self.clip.requires_grad_(False)
+        self.trainable = tuple(trainable)
+        self.train_mode = self.trainable if train_mode is None else tuple(train_mode)
+        for prefix in self.trainable:
+            self._submodule(prefix).requires_grad_(True)
         self.kind = _tower_kind(self.clip.visual)
         self.model_name = model_name if arch is None else 'custom'
         self.context_length = int(getattr(self.clip, 'context_length', 77))
@@ -105,10 +114,18 @@ class OpenCLIPBackbone(BaseModule):
                 self._tokenizer = open_clip.get_tokenizer(self.model_name)
         return self._tokenizer
 
+    def _submodule(self, prefix):
+        try:
+            return self.clip.get_submodule(prefix)
+        except AttributeError as err:
+            raise ValueError(f'OpenCLIPBackbone: no submodule {prefix!r} in the CLIP model') from err
+
     def train(self, mode=True):
-        """The CLIP model stays in eval mode (frozen, no dropout)."""
+        """The CLIP model stays in eval mode (frozen, no dropout), except the ``train_mode`` submodules."""
         super().train(mode)
         self.clip.eval()
+        for prefix in self.train_mode:
+            self._submodule(prefix).train(mode)
         return self
 
     def forward(self, x, token_layers=None, with_global=None, external=None):

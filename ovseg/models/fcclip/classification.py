@@ -53,7 +53,9 @@ def classification_logits(x, class_embeddings, logit_scale):
 
     Args:
         x (Tensor): (B, Q, C) embeddings (any norm, any floating dtype).
-        class_embeddings (ClassEmbeddings): S normalised rows for K classes (void included if wanted).
+        class_embeddings (ClassEmbeddings): S rows for K classes (void included if wanted), (S, C) shared
+            by the batch or (B, S, C) per image (MAFT+'s content-dependent text embeddings); used as given
+            (normalised text rows in FC-CLIP).
         logit_scale (Tensor): log of the scale; ``exp`` is clamped at 100 (CLIP's rule).
 
     Returns:
@@ -62,7 +64,7 @@ def classification_logits(x, class_embeddings, logit_scale):
     with float32_region(x):
         x = upcast(x)
         scale = torch.clamp(upcast(logit_scale).exp(), max=100)
-        logits = scale * F.normalize(x, dim=-1) @ class_embeddings.embeddings.to(x.dtype).T
+        logits = scale * F.normalize(x, dim=-1) @ class_embeddings.embeddings.to(x.dtype).transpose(-1, -2)
         logits = max_over_synonyms(logits.transpose(1, 2), class_embeddings.synonym_to_class,
                                    class_embeddings.num_classes)
     return logits.transpose(1, 2)

@@ -6,8 +6,11 @@ from ovseg.text import load_vocabulary
 
 
 def seen_class_mask(vocabulary, train_vocabulary):
-    """Which test classes were seen in training: a class is seen when one of its synonyms names a
-    training class (any synonym; compared without case and surrounding spaces).
+    """Which test classes were seen in training, as FC-CLIP derives it: a class is seen when one of its
+    names equals one of the training vocabulary's names (any name of any class, compared exactly, case
+    included: ``fcclip/fcclip.py`` ``prepare_class_names_from_metadata`` tests
+    ``not set(train_names).isdisjoint(set(test_names))``). Vocabulary names are stripped of surrounding
+    spaces when loaded, as FC-CLIP's files have none.
 
     Args:
         vocabulary: test vocabulary (anything :func:`ovseg.text.load_vocabulary` accepts).
@@ -19,8 +22,8 @@ def seen_class_mask(vocabulary, train_vocabulary):
     vocab = load_vocabulary(vocabulary)
     if train_vocabulary is None:
         return torch.zeros(len(vocab), dtype=torch.bool)
-    train = {s.strip().lower() for s in load_vocabulary(train_vocabulary).synonyms}
-    seen = [any(s.strip().lower() in train for s in cls) for cls in vocab.classes]
+    train = set(load_vocabulary(train_vocabulary).synonyms)
+    seen = [not train.isdisjoint(cls) for cls in vocab.classes]
     return torch.tensor(seen, dtype=torch.bool)
 
 

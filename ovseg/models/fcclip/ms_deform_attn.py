@@ -47,12 +47,26 @@ class MSDeformAttn(nn.Module):
         num_heads (int): attention heads (``embed_dim`` divisible by it). Default 8.
         num_points (int): sampling points per head and level. Default 4.
         im2col_step (int): chunk size of the CUDA kernel. Default 128.
+        level_mismatch (str, optional): what to do when the value has fewer levels than ``num_levels``.
+            None (default) raises. 'cuda_kernel' reproduces the compiled Deformable-DETR kernel given
+            ``num_levels``-level offsets and weights but fewer value levels: it takes the level count from
+            ``spatial_shapes`` and reads the contiguous offset / weight buffers with that stride, so query
+            q, head m reads the entries of another query, head and level (the first third of the buffers
+            for 3 configured levels and 1 given) and its weights no longer sum to 1 (FrozenSeg's released
+            SAM branch). 'fold' (one given level only) samples every configured level's points on that
+            level, with the query's own offsets and weights (softmax over all of them).
     """
 
-    def __init__(self, embed_dim=256, num_levels=4, num_heads=8, num_points=4, im2col_step=128):
+    LEVEL_MISMATCH = (None, 'cuda_kernel', 'fold')
+
+    def __init__(self, embed_dim=256, num_levels=4, num_heads=8, num_points=4, im2col_step=128,
+                 level_mismatch=None):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f'embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})')
+        if level_mismatch not in self.LEVEL_MISMATCH:
+            raise ValueError(f'level_mismatch must be one of {self.LEVEL_MISMATCH}, got {level_mismatch!r}')
+        self.level_mismatch = level_mismatch
         self.embed_dim, self.num_levels = embed_dim, num_levels
         self.num_heads, self.num_points = num_heads, num_points
         self.im2col_step = im2col_step
@@ -101,5 +115,23 @@ class MSDeformAttn(nn.Module):
         normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
         locations = (reference_points[:, :, None, :, None, :]
                      + offsets / normalizer[None, None, None, :, None, :])
+        if spatial_shapes.shape[0] != levels:
+            locations, weights = self._fit_levels(locations, weights, int(spatial_shapes.shape[0]))
         out = ms_deform_attn(v, spatial_shapes, level_start_index, locations, weights, self.im2col_step)
         return self.output_proj(out)
+
+    def _fit_levels(self, locations, weights, given):
+        """(B, Lq, M, L, P, 2) locations and (B, Lq, M, L, P) weights -> ``given`` levels (see
+        ``level_mismatch``)."""
+        b, num_queries, heads, levels, points, _ = locations.shape
+        if self.level_mismatch is None or given > levels or (self.level_mismatch == 'fold' and given != 1):
+            raise ValueError(f'MSDeformAttn built for {levels} levels got {given} (level_mismatch='
+                             f'{self.level_mismatch!r}; "cuda_kernel" reproduces the compiled kernel, "fold" '
+                             f'samples all levels\' points on a single given level).')
+        if self.level_mismatch == 'fold':
+            return (locations.reshape(b, num_queries, heads, 1, levels * points, 2),
+                    weights.reshape(b, num_queries, heads, 1, levels * points))
+        # the kernel walks the contiguous buffers with the stride of ``given`` levels, batch included
+        n = b * num_queries * heads * given * points
+        return (locations.contiguous().view(-1)[:2 * n].view(b, num_queries, heads, given, points, 2),
+                weights.contiguous().view(-1)[:n].view(b, num_queries, heads, given, points))

@@ -33,11 +33,14 @@ class MSDeformEncoderLayer(nn.Module):
         embed_dim (int): channels. num_levels, num_heads, num_points: see :class:`MSDeformAttn`.
         ffn_dim (int): hidden width of the FFN (FC-CLIP hard-codes 1024).
         dropout (float): dropout after attention and in the FFN. Default 0.
+        level_mismatch (str, optional): see :class:`MSDeformAttn`.
     """
 
-    def __init__(self, embed_dim=256, ffn_dim=1024, dropout=0.0, num_levels=3, num_heads=8, num_points=4):
+    def __init__(self, embed_dim=256, ffn_dim=1024, dropout=0.0, num_levels=3, num_heads=8, num_points=4,
+                 level_mismatch=None):
         super().__init__()
-        self.self_attn = MSDeformAttn(embed_dim, num_levels, num_heads, num_points)
+        self.self_attn = MSDeformAttn(embed_dim, num_levels, num_heads, num_points,
+                                      level_mismatch=level_mismatch)
         self.norm1 = nn.LayerNorm(embed_dim)
         self.linear1 = nn.Linear(embed_dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, embed_dim)
@@ -77,6 +80,33 @@ def _reference_points(spatial_shapes, batch, num_levels, device):
         refs.append(torch.stack((ref_x.reshape(-1) / w, ref_y.reshape(-1) / h), -1))
     refs = torch.cat(refs, 0)
     return refs[None, :, None].expand(batch, -1, num_levels, -1)
+
+
+def deformable_encode(srcs, level_embed, layers):
+    """Deformable-attention encoder over flattened levels (Mask2Former's ``MSDeformAttnTransformerEncoderOnly``).
+
+    Each level gets the sine positional encoding of its own grid plus its row of ``level_embed``; the
+    layers attend across all levels; the output is split back into maps.
+
+    Args:
+        srcs (list[Tensor]): levels (B, C, h_l, w_l), coarse to fine.
+        level_embed (Tensor): (L', C) with L' >= len(srcs) (rows beyond the given levels are unused).
+        layers (Iterable[MSDeformEncoderLayer]): the encoder layers.
+
+    Returns:
+        list[Tensor]: the refined levels, same shapes as ``srcs``.
+    """
+    b, channels = srcs[0].shape[:2]
+    spatial_shapes = torch.as_tensor([s.shape[-2:] for s in srcs], dtype=torch.long, device=srcs[0].device)
+    level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
+    src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+    pos = torch.cat([sine_position_encoding(s, channels // 2).flatten(2).transpose(1, 2)
+                     + level_embed[lvl].view(1, 1, -1) for lvl, s in enumerate(srcs)], 1)
+    reference_points = _reference_points(spatial_shapes, b, len(srcs), src.device)
+    for layer in layers:
+        src = layer(src, pos, reference_points, spatial_shapes, level_start_index)
+    sizes = spatial_shapes.prod(1).tolist()
+    return [z.transpose(1, 2).reshape(b, -1, *s.shape[-2:]) for z, s in zip(src.split(sizes, 1), srcs)]
 
 
 @MODELS.register_module()
@@ -151,23 +181,8 @@ class FCCLIPPixelDecoder(BaseModule):
 
     def encode(self, feats):
         """Deformable encoder over the coarse levels -> their refined maps, coarse to fine."""
-        srcs, pos = [], []
-        for proj, i in zip(self.input_proj, reversed(self.encoder_in_indices)):
-            x = feats[i].float()
-            srcs.append(proj(x))
-            pos.append(sine_position_encoding(x, self.conv_dim // 2))
-        b = srcs[0].shape[0]
-        spatial_shapes = torch.as_tensor([s.shape[-2:] for s in srcs], dtype=torch.long,
-                                         device=srcs[0].device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
-        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        pos = torch.cat([p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
-                         for lvl, p in enumerate(pos)], 1)
-        reference_points = _reference_points(spatial_shapes, b, len(srcs), src.device)
-        for layer in self.encoder_layers:
-            src = layer(src, pos, reference_points, spatial_shapes, level_start_index)
-        sizes = spatial_shapes.prod(1).tolist()
-        return [z.transpose(1, 2).reshape(b, -1, *s.shape[-2:]) for z, s in zip(src.split(sizes, 1), srcs)]
+        srcs = [proj(feats[i].float()) for proj, i in zip(self.input_proj, reversed(self.encoder_in_indices))]
+        return deformable_encode(srcs, self.level_embed, self.encoder_layers)
 
     def forward(self, feats):
         """Multi-scale maps (finest first, e.g. res2..res5) -> :class:`PixelDecoderOutput`.

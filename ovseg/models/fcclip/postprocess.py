@@ -59,29 +59,49 @@ def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0,
     else:  # no copy of the (Q, H, W) probabilities when every query is kept
         cur_masks = mask_prob if bool(keep.all()) else mask_prob[keep]
     h, w = mask_pred.shape[-2:]
-    panoptic = torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device)
-    segments = []
     if cur_masks.shape[0] == 0:
-        return panoptic, segments
-    winner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
-    stuff_ids = {}
-    for k, label in enumerate(cur_classes.tolist()):
+        return torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device), []
+    winner, own_area = _winners(cur_scores, cur_masks)
+    # Each pixel belongs to one winner, so a query's won area, and the part of it inside its own mask,
+    # are counts over the winner map: one pass instead of one full-image pass per query.
+    own_at_winner = cur_masks.gather(0, winner[None])[0] >= 0.5
+    num = cur_masks.shape[0]
+    area = torch.bincount(winner.flatten(), minlength=num)
+    kept = torch.bincount(winner[own_at_winner], minlength=num)
+    ids, segments = _segment_ids(cur_classes, is_thing, area, own_area, kept, overlap_threshold)
+    panoptic = torch.where(own_at_winner, ids.to(winner.device)[winner], 0).to(torch.int32)
+    return panoptic, segments
+
+
+def _winners(scores, masks, rows=64):
+    """Per pixel the query with the highest ``score x mask probability`` (first on ties), and each
+    query's own area (probability >= 0.5), in row chunks (no (Q, H, W) temporary)."""
+    winner = torch.empty(masks.shape[-2:], dtype=torch.int64, device=masks.device)
+    own_area = torch.zeros(masks.shape[0], dtype=torch.int64, device=masks.device)
+    for top in range(0, masks.shape[-2], rows):
+        chunk = masks[:, top:top + rows]
+        winner[top:top + rows] = (scores.view(-1, 1, 1) * chunk).argmax(0)
+        own_area += (chunk >= 0.5).flatten(1).sum(1)
+    return winner, own_area
+
+
+def _segment_ids(classes, is_thing, area, own_area, kept, overlap_threshold):
+    """Segment id of every query (0 = no segment) and the segments' info, in query order; segments of
+    one stuff class share the first one's id (Mask2Former's rules)."""
+    ids = torch.zeros(len(classes), dtype=torch.int64)
+    segments, stuff_ids = [], {}
+    for k, (label, a, o, m) in enumerate(zip(classes.tolist(), area.tolist(), own_area.tolist(), kept.tolist())):
+        if a == 0 or o == 0 or m == 0 or a / o < overlap_threshold:
+            continue
         isthing = bool(is_thing[label])
-        won = winner == k
-        own = cur_masks[k] >= 0.5
-        mask = won & own
-        area, own_area, kept = int(won.sum()), int(own.sum()), int(mask.sum())
-        if area == 0 or own_area == 0 or kept == 0 or area / own_area < overlap_threshold:
-            continue
         if not isthing and label in stuff_ids:
-            panoptic[mask] = stuff_ids[label]
+            ids[k] = stuff_ids[label]
             continue
-        new_id = len(segments) + 1
+        ids[k] = new_id = len(segments) + 1
         if not isthing:
             stuff_ids[label] = new_id
-        panoptic[mask] = new_id
         segments.append(dict(id=new_id, isthing=isthing, category_id=label))
-    return panoptic, segments
+    return ids, segments
 
 
 def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100, mask_prob=None):
@@ -108,8 +128,16 @@ def instance_inference(mask_cls, mask_pred, is_thing, max_per_image=100, mask_pr
     top_labels = labels[top_idx]
     keep = is_thing.to(top_labels.device)[top_labels]
     query = (top_idx // num_classes)[keep]
-    top_scores, top_labels, masks = top_scores[keep], top_labels[keep], mask_pred[query]
-    prob = masks.sigmoid() if mask_prob is None else mask_prob[query]
-    binary = (masks > 0).float()
-    mask_scores = (prob.flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
-    return dict(scores=top_scores * mask_scores, labels=top_labels, masks=binary.bool())
+    top_scores, top_labels = top_scores[keep], top_labels[keep]
+    # A query chosen for several classes is scored once, a few queries at a time (no (N, H, W) copies)
+    unique, inverse = query.unique(return_inverse=True)
+    mask_scores = torch.cat([_mask_scores(mask_pred[chunk], None if mask_prob is None else mask_prob[chunk])
+                             for chunk in unique.split(8)]) if len(unique) else top_scores.new_zeros(0)
+    return dict(scores=top_scores * mask_scores[inverse], labels=top_labels, masks=mask_pred[query] > 0)
+
+
+def _mask_scores(logits, prob=None):
+    """Mean mask probability inside each binary mask (logit > 0): (n, H, W) -> (n,)."""
+    binary = (logits > 0).float()
+    prob = logits.sigmoid() if prob is None else prob
+    return (prob.flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)

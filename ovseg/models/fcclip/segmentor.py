@@ -147,8 +147,19 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         d = self.size_divisor
         return F.pad(inputs, (0, (-w) % d, 0, (-h) % d)) if d > 1 else inputs
 
-    def extract_feat(self, inputs):
-        """(B, 3, H, W) normalised images -> frozen CLIP ``DenseFeatures`` (no gradient)."""
+    def _valid_shapes(self, inputs, batch_img_metas=None):
+        """(h, w) of each image inside the (possibly padded) batch: ``img_shape`` of its meta, else the
+        batch's own size."""
+        size = tuple(inputs.shape[-2:])
+        metas = batch_img_metas or [{}] * inputs.shape[0]
+        return [tuple(m.get('img_shape', size)[:2]) for m in metas]
+
+    def extract_feat(self, inputs, valid_shapes=None):
+        """(B, 3, H, W) normalised images -> frozen CLIP ``DenseFeatures`` (no gradient).
+
+        ``valid_shapes`` (the unpadded (h, w) of each image) is for descendants whose other towers
+        preprocess the images themselves (FrozenSeg's SAM); FC-CLIP does not need it.
+        """
         with torch.no_grad():
             return self.backbone(inputs, token_layers=('res2', 'res3', 'res4', 'res5'))
 
@@ -161,6 +172,21 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         out['pixel_decoder'] = pix
         return out
 
+    def classify_masks(self, feats, out, class_embeddings):
+        """Out-of-vocabulary classification of the predicted masks with the frozen CLIP
+        (:class:`OutVocabOutput`)."""
+        return self.out_vocab_classifier(self.backbone, feats.tokens['clip_vis_dense'], out['pred_masks'],
+                                         class_embeddings)
+
+    def class_probabilities(self, out, out_vocab):
+        """Per-query class log-probabilities with void: FC-CLIP's geometric ensemble of the in- and
+        out-of-vocabulary logits (the :func:`geometric_ensemble` dict)."""
+        valid = None
+        if self.ensemble['on_valid_mask']:
+            valid = (out_vocab.mask_for_pooling > 0).flatten(2).any(-1)
+        return geometric_ensemble(out['pred_logits'], out_vocab.logits, self.seen_mask, self.ensemble['alpha'],
+                                  self.ensemble['beta'], valid)
+
     def inference(self, inputs, batch_img_metas=None):
         """Run the model and the ensemble on (B, 3, H, W) inputs (padded here to ``size_divisor``).
 
@@ -169,25 +195,21 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
             :func:`geometric_ensemble` entries (``log_probs`` (B, Q, K + 1) feeds the postprocessing) and
             ``padded_shape``; float32 in every precision.
         """
+        valid_shapes = self._valid_shapes(inputs, batch_img_metas)
         inputs = self._pad(inputs)
         class_emb = self.class_embeddings()  # float32 text embeddings (outside autocast: cached as such)
         with self._autocast(inputs.device):
-            feats = self.extract_feat(inputs)
+            feats = self.extract_feat(inputs, valid_shapes)
             out = self.decode(feats, class_emb)
-            out_vocab = self.out_vocab_classifier(self.backbone, feats.tokens['clip_vis_dense'],
-                                                  out['pred_masks'], class_emb)
+            out_vocab = self.classify_masks(feats, out, class_emb)
         out, feats, out_vocab = upcast((out, feats, out_vocab))
-        valid = None
-        if self.ensemble['on_valid_mask']:
-            valid = (out_vocab.mask_for_pooling > 0).flatten(2).any(-1)
-        ens = geometric_ensemble(out['pred_logits'], out_vocab.logits, self.seen_mask, self.ensemble['alpha'],
-                                 self.ensemble['beta'], valid)
-        out.update(ens, features=feats, out_vocab=out_vocab, padded_shape=tuple(inputs.shape[-2:]))
+        out.update(self.class_probabilities(out, out_vocab), features=feats, out_vocab=out_vocab,
+                   padded_shape=tuple(inputs.shape[-2:]))
         return out
 
     def encode_decode(self, inputs, batch_img_metas=None):
         """(B, 3, H, W) -> (B, K, H, W) semantic scores at input resolution (mmseg API)."""
-        out = self.inference(inputs)
+        out = self.inference(inputs, batch_img_metas)
         masks = F.interpolate(out['pred_masks'], size=out['padded_shape'], mode='bilinear',
                               align_corners=False)
         sem = torch.stack([semantic_inference(c, m) for c, m in zip(out['log_probs'], masks)])
@@ -195,27 +217,34 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
 
     def _forward(self, inputs, data_samples=None):
         """Tensor mode: decoder outputs with the test vocabulary (float32 in every precision)."""
+        valid_shapes = self._valid_shapes(inputs, [s.metainfo for s in data_samples] if data_samples else None)
         inputs = self._pad(inputs)
         class_emb = self.class_embeddings()
         with self._autocast(inputs.device):
-            out = self.decode(self.extract_feat(inputs), class_emb)
+            out = self.decode(self.extract_feat(inputs, valid_shapes), class_emb)
         return upcast(out)
 
     # -------------------------------------------------------------------------------------- predict
     @torch.no_grad()
     def predict(self, inputs, data_samples=None):
         """Inputs from the data preprocessor -> list of ``SegDataSample`` with the enabled results."""
-        out = self.inference(inputs)
         samples = data_samples if data_samples is not None else [None] * inputs.shape[0]
+        out = self.inference(inputs, [s.metainfo if s is not None else {} for s in samples])
         results = []
         for i, sample in enumerate(samples):
             meta = dict(sample.metainfo) if sample is not None else {}
             meta.setdefault('img_shape', tuple(inputs.shape[-2:]))
             meta.setdefault('ori_shape', meta['img_shape'])
             result = sample if sample is not None else SegDataSample(metainfo=meta)
-            self.postprocess(out['log_probs'][i], out['pred_masks'][i], out['padded_shape'], meta, result)
+            self.postprocess(out['log_probs'][i], out['pred_masks'][i], out['padded_shape'], meta, result,
+                             semantic_fn=self.semantic_fn(out, i, meta))
             results.append(result)
         return results
+
+    def semantic_fn(self, out, index, meta):
+        """The semantic rule of image ``index`` (``fn(mask_cls, masks, mask_prob) -> (K, H, W)``), or None
+        for :func:`semantic_inference`. A hook for descendants (FrozenSeg's proposal ensemble)."""
+        return None
 
     def _resize_masks(self, masks, padded_shape, img_shape, ori_shape):
         """(Q, h, w) mask logits -> (Q, H0, W0): upsample to the padded input, crop, resize to ori_shape."""
@@ -225,13 +254,16 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
             chunks.append(resize_to_output(up, img_shape, ori_shape))
         return torch.cat(chunks)
 
-    def postprocess(self, mask_cls, mask_pred, padded_shape, meta, result):
+    def postprocess(self, mask_cls, mask_pred, padded_shape, meta, result, semantic_fn=None):
         """Fill one ``SegDataSample`` from (Q, K + 1) class log-probs and (Q, h, w) mask logits.
 
         As in FC-CLIP, masks are resized to the output before inference when panoptic or instance
-        results are requested, otherwise the semantic map is computed first and then resized.
+        results are requested, otherwise the semantic map is computed first (on the masks upsampled to
+        the padded input) and then cropped and resized. ``semantic_fn(mask_cls, masks, mask_prob)``
+        replaces :func:`semantic_inference` (see :meth:`semantic_fn`).
         """
         cfg = self.test_cfg
+        semantic = semantic_fn or semantic_inference
         img_shape, ori_shape = tuple(meta['img_shape'][:2]), tuple(meta['ori_shape'][:2])
         flip = meta.get('flip', False)
         flip_dims = {'horizontal': (-1,), 'vertical': (-2,), 'diagonal': (-2, -1)}.get(
@@ -240,11 +272,11 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
             masks = self._resize_masks(mask_pred, padded_shape, img_shape, ori_shape)
             masks = masks.flip(flip_dims) if flip else masks
             prob = masks.sigmoid()  # once, shared by the three results
-            sem = semantic_inference(mask_cls, masks, prob) if cfg['semantic_on'] else None
+            sem = semantic(mask_cls, masks, prob) if cfg['semantic_on'] else None
         else:
             masks = prob = None
             up = F.interpolate(mask_pred[None], size=padded_shape, mode='bilinear', align_corners=False)[0]
-            sem = resize_to_output(semantic_inference(mask_cls, up), img_shape, ori_shape)
+            sem = resize_to_output(semantic(mask_cls, up, None), img_shape, ori_shape)
             sem = sem.flip(flip_dims) if flip else sem
         if sem is not None:
             result.set_data({'seg_logits': PixelData(data=sem),
@@ -273,8 +305,9 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         """
         if self.criterion is None or self.train_vocabulary is None:
             raise RuntimeError('FCCLIPSegmentor.loss needs train_vocabulary and criterion in the config.')
+        valid_shapes = self._valid_shapes(inputs, [s.metainfo for s in data_samples])
         inputs = self._pad(inputs)
-        feats = self.extract_feat(inputs)
+        feats = self.extract_feat(inputs, valid_shapes)
         out = self.decode(feats, self.class_embeddings(self.train_vocabulary))
         targets = targets_from_samples(data_samples, inputs.shape[-2:], inputs.device)
         return self.criterion(out, targets, rand=rand or torch_rand)

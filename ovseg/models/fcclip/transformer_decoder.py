@@ -85,13 +85,18 @@ class FCCLIPTransformerDecoder(BaseModule):
         attn = attn.repeat_interleave(self.num_heads, dim=0)  # (B·heads, Q, HW), batch-major as torch expects
         return logits, masks, attn
 
-    def forward(self, multi_scale_features, mask_features, class_embeddings):
+    def forward(self, multi_scale_features, mask_features, class_embeddings, injector=None):
         """Decode queries into masks and class logits.
 
         Args:
             multi_scale_features (list[Tensor]): pixel decoder maps, coarse to fine, each (B, C, h, w).
             mask_features (Tensor): (B, mask_dim, H, W) (stride 4).
             class_embeddings (ClassEmbeddings): text rows with the void row last.
+            injector (optional): extra inputs of a descendant model (FrozenSeg's SAM injectors), an object
+                with ``memory(layer, level, src, pos, size) -> (memory, pos)`` (the tokens and key positions
+                layer ``layer``'s masked cross-attention reads instead of level ``level``'s) and
+                ``queries(layer, level, output, masks) -> output`` (applied after the prediction heads of
+                layer ``layer``, so it changes what the next layer reads, not this prediction). None: FC-CLIP.
 
         Returns:
             dict: ``pred_logits`` (B, Q, K + 1), ``pred_masks`` (B, Q, H, W) of the last layer and
@@ -106,12 +111,17 @@ class FCCLIPTransformerDecoder(BaseModule):
         for i in range(self.num_layers):
             level = i % self.num_levels
             attn = attn & ~attn.all(-1, keepdim=True)  # a query masked everywhere attends everywhere
-            output = self.cross_attn_layers[i](output, src[level], attn_mask=attn, pos=pos[level],
+            memory, memory_pos = src[level], pos[level]
+            if injector is not None:
+                memory, memory_pos = injector.memory(i, level, memory, memory_pos, sizes[level])
+            output = self.cross_attn_layers[i](output, memory, attn_mask=attn, pos=memory_pos,
                                                query_pos=query_pos)
             output = self.self_attn_layers[i](output, query_pos=query_pos)
             output = self.ffn_layers[i](output)
             logits, masks, attn = self.heads(output, mask_features, class_embeddings,
                                              sizes[(i + 1) % self.num_levels])
             predictions.append((logits, masks))
+            if injector is not None:
+                output = injector.queries(i, level, output, masks)
         return dict(pred_logits=predictions[-1][0], pred_masks=predictions[-1][1],
                     aux_outputs=[dict(pred_logits=c, pred_masks=m) for c, m in predictions[:-1]])

@@ -2,6 +2,8 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ovseg.models.utils.precision import active_autocast_dtype
+
 
 def _with_pos(x, pos):
     return x if pos is None else x + pos
@@ -42,8 +44,13 @@ class AttentionLayer(nn.Module):
             key, value, pos = q, q, query_pos
         else:
             key, value = memory, memory
-        out = self.attn(_with_pos(q, query_pos), _with_pos(key, pos), value, attn_mask=attn_mask,
-                        need_weights=False)[0]
+        query, key = _with_pos(q, query_pos), _with_pos(key, pos)
+        dtype = active_autocast_dtype(x)
+        if dtype is not None and attn_mask is not None:
+            # torch < 2.2 turns a bool mask into one of the inputs' dtype and gives it to SDPA beside
+            # autocast's half-precision queries, which it refuses: cast the inputs as autocast would
+            query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
+        out = self.attn(query, key, value, attn_mask=attn_mask, need_weights=False)[0]
         x = x + self.dropout(out)
         return x if self.pre_norm else self.norm(x)
 

@@ -1,4 +1,5 @@
-"""SAM: the predictor module, Trident-style refinement of coarse maps, automatic proposals, prompts."""
+"""Mask sources behind one interface: segment-anything (SAM) and SAM 2 (transformers) backends for
+automatic proposals, Trident-style refinement of coarse maps and click/box prompts; SAM 3 text prompts."""
 from .automatic import MaskProposals, SAMAutomaticProposals
 from .coarse_regions import CoarseRegions, RegionPrompts, build_region_prompts, find_coarse_regions
 from .label_maps import (GeneratedLabelMaps, PrecomputedLabelMaps, SuperpixelProposals, map_correction,
@@ -6,11 +7,14 @@ from .label_maps import (GeneratedLabelMaps, PrecomputedLabelMaps, SuperpixelPro
 from .interactive import InteractivePrompter, InteractiveResult
 from .mask_pooling import classify_pooled, mask_cell_weights, masks_to_scores
 from .sam import SAM_ARCHS, SAMImage, SAMMasks, SAMPredictor, build_sam_model, check_prompts
+from .sam2 import SAM2_ARCHS, SAM2_MODEL_IDS, SAM2Image, SAM2Predictor, build_sam2_config
+from .sam3 import SAM3_ARCHS, SAM3_MODEL_ID, SAM3Image, SAM3Text, SAM3TextPrompter, build_sam3_config
 from .sam_refine import RefineResult, SAMRefiner, merge_refinement, packing_scores
 
-__all__ = ['GeneratedLabelMaps', 'PrecomputedLabelMaps', 'SuperpixelProposals', 'map_correction',
-           'proposals_to_label_map', 'CoarseRegions', 'InteractivePrompter', 'InteractiveResult', 'MaskProposals', 'RefineResult',
-           'RegionPrompts', 'SAMAutomaticProposals', 'SAMImage', 'SAMMasks', 'SAMPredictor', 'SAMRefiner',
-           'SAM_ARCHS', 'build_region_prompts', 'build_sam_model', 'check_prompts', 'classify_pooled',
-           'find_coarse_regions', 'mask_cell_weights', 'masks_to_scores', 'merge_refinement',
-           'packing_scores']
+__all__ = ['CoarseRegions', 'GeneratedLabelMaps', 'InteractivePrompter', 'InteractiveResult', 'MaskProposals',
+           'PrecomputedLabelMaps', 'RefineResult', 'RegionPrompts', 'SAM2Image', 'SAM2Predictor', 'SAM2_ARCHS',
+           'SAM2_MODEL_IDS', 'SAM3Image', 'SAM3Text', 'SAM3TextPrompter', 'SAM3_ARCHS', 'SAM3_MODEL_ID',
+           'SAMAutomaticProposals', 'SAMImage', 'SAMMasks', 'SAMPredictor', 'SAMRefiner', 'SAM_ARCHS',
+           'SuperpixelProposals', 'build_region_prompts', 'build_sam2_config', 'build_sam3_config',
+           'build_sam_model', 'check_prompts', 'classify_pooled', 'find_coarse_regions', 'map_correction',
+           'mask_cell_weights', 'masks_to_scores', 'merge_refinement', 'packing_scores', 'proposals_to_label_map']

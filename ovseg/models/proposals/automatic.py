@@ -11,6 +11,11 @@ layer), hence the same masks in the same order, with less work per batch:
 * kept masks are upsampled ``upsample_batch`` at a time and stored bit-packed until NMS (8 pixels a
   byte, no run-length encoding and decoding, no float copies of rejected masks);
 * the dense positional encoding is computed once per image and the image embedding once per image.
+
+The SAM 2 backend (:class:`~ovseg.models.proposals.sam2.SAM2Predictor`) runs the same algorithm with the
+same thresholds; its ``grid_masks`` decodes every point with transformers' mask decoder and drops the
+masks below the IoU threshold before they are upsampled (the same masks as upsampling all of them first,
+as transformers' and SAM 2's own generators do, with less work).
 """
 from dataclasses import dataclass
 
@@ -86,7 +91,9 @@ class SAMAutomaticProposals(nn.Module):
     """SAM masks for every point of a regular grid, filtered and de-duplicated.
 
     Args:
-        sam (dict | nn.Module): ``SAMPredictor`` config or module. Default vit_b without weights.
+        sam (dict | nn.Module): a SAM backend: ``SAMPredictor`` (segment-anything) or ``SAM2Predictor``
+            (SAM 2 through transformers), config or module; the algorithm and thresholds are the same.
+            Default segment-anything vit_b without weights.
         points_per_side (int): grid side; ``points_per_side ** 2`` point prompts. Default 32.
         points_per_batch (int): point prompts per mask-decoder call (3 masks each). Default 64.
         pred_iou_thresh (float): keep masks whose predicted IoU is above it, in [0, 1]; 0 disables the
@@ -132,7 +139,7 @@ class SAMAutomaticProposals(nn.Module):
         sam_image = self.sam.embed_image(image) if sam_image is None else sam_image
         height, width = sam_image.original_size
         points = point_grid(self.points_per_side) * np.array([[width, height]])
-        image_pe = self.sam.model.prompt_encoder.get_dense_pe()
+        image_pe = self.sam.dense_pe()
         parts = [self._process_batch(sam_image, points[i:i + self.points_per_batch], image_pe)
                  for i in range(0, len(points), self.points_per_batch)]
         out = MaskProposals(*(torch.cat([getattr(p, f) for p in parts])
@@ -149,25 +156,18 @@ class SAMAutomaticProposals(nn.Module):
         from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
         device = self.sam.device
         coords = self.sam.to_input_frame(torch.as_tensor(points, device=device), sam_image.original_size)
-        labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=device)
-        decoded = self.sam.decode_tokens(sam_image, coords[:, None], labels, image_pe=image_pe)
-        iou = decoded.iou[:, 1:].flatten()  # the three multimask outputs of each point, point-major
-        rows = torch.arange(len(iou), device=device)
-        if self.pred_iou_thresh > 0.0:
-            rows = rows[iou > self.pred_iou_thresh]
-        # only points with a surviving mask are upscaled
-        prompts, token = torch.unique(rows // 3, return_inverse=True)
-        low_res = self.sam.decode_masks(decoded, prompts)[:, 1:].flatten(0, 1)[token * 3 + rows % 3]
+        # the backend keeps the masks above pred_iou_thresh (segment-anything: upscaling only those)
+        iou, rows, low_res = self.sam.grid_masks(sam_image, coords, self.pred_iou_thresh, image_pe)
         height, width = sam_image.original_size
         kept = dict(rows=[], masks=[pack_masks(torch.zeros(0, height, width, dtype=torch.bool))],
                     stability=[iou.new_zeros(0)], boxes=[torch.zeros(0, 4, dtype=torch.long)])
         for chunk_rows, chunk in zip(rows.split(self.upsample_batch), low_res.split(self.upsample_batch)):
             logits = self.sam.upsample(chunk[:, None], sam_image)[:, 0]
-            stability = calculate_stability_score(logits, self.sam.model.mask_threshold,
+            stability = calculate_stability_score(logits, self.sam.mask_threshold,
                                                   self.stability_score_offset)
             keep = stability >= self.stability_score_thresh if self.stability_score_thresh > 0.0 else \
                 torch.ones_like(stability, dtype=torch.bool)
-            masks = logits[keep] > self.sam.model.mask_threshold
+            masks = logits[keep] > self.sam.mask_threshold
             kept['rows'].append(chunk_rows[keep])
             kept['stability'].append(stability[keep])
             kept['boxes'].append(batched_mask_to_box(masks).long().cpu())

@@ -163,19 +163,26 @@ def preprocess_shape(height, width, long_side):
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def _to_frame(xy, size, long_side):
-    new_h, new_w = preprocess_shape(size[0], size[1], long_side)
+def frame_shape(height, width, side, square=False):
+    """(h, w) of an (height, width) image inside a model's ``side`` x ``side`` input: resized along its
+    long side and padded (SAM), or stretched to the square (``square``: SAM 2)."""
+    return (side, side) if square else preprocess_shape(height, width, side)
+
+
+def _to_frame(xy, size, long_side, square=False):
+    new_h, new_w = frame_shape(size[0], size[1], long_side, square)
     return xy.float() * torch.tensor([new_w / size[1], new_h / size[0]], dtype=torch.float32)
 
 
 def build_region_prompts(regions, image_size, sam_input_size=1024, mask_input_size=256,
-                         coarse_thresh=0.1, mask_coeff=0.005):
+                         coarse_thresh=0.1, mask_coeff=0.005, square=False):
     """Box, point and class mask prompts of every region (Trident's prompt construction).
 
     Boxes and points are scaled from the downsampled frame to SAM's input frame. Each class has one
     mask prompt: its downsampled probability resized bilinearly so that its long side is
     ``mask_input_size``, zero-padded bottom/right to a square, multiplied by ``mask_coeff`` where above
-    ``coarse_thresh`` and 0 elsewhere.
+    ``coarse_thresh`` and 0 elsewhere. With ``square`` (SAM 2, whose input is the image stretched to a
+    square) the frame is the square itself and the mask prompt is resized to it, without padding.
 
     Args:
         regions (CoarseRegions): from :func:`find_coarse_regions`.
@@ -184,15 +191,16 @@ def build_region_prompts(regions, image_size, sam_input_size=1024, mask_input_si
         mask_input_size (int): side of SAM's mask prompt. Default 256.
         coarse_thresh (float): threshold applied to the mask prompt. Default 0.1.
         mask_coeff (float): mask prompt scale (``sam_mask_coff``). Default 0.005.
+        square (bool): the model's input is the image stretched to a square (SAM 2). Default False.
 
     Returns:
         RegionPrompts
     """
     down = regions.down_size
-    boxes = _to_frame(regions.boxes.reshape(-1, 2, 2), down, sam_input_size).reshape(-1, 4)
-    points = _to_frame(regions.points, down, sam_input_size)[:, None]
+    boxes = _to_frame(regions.boxes.reshape(-1, 2, 2), down, sam_input_size, square).reshape(-1, 4)
+    points = _to_frame(regions.points, down, sam_input_size, square)[:, None]
     class_order, mask_index = torch.unique(regions.classes, sorted=True, return_inverse=True)
-    new_h, new_w = preprocess_shape(image_size[0], image_size[1], mask_input_size)
+    new_h, new_w = frame_shape(image_size[0], image_size[1], mask_input_size, square)
     masks = F.interpolate(regions.probs_down[class_order][:, None], (new_h, new_w), mode='bilinear',
                           align_corners=False)
     masks = F.pad(masks, (0, mask_input_size - new_w, 0, mask_input_size - new_h))

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from ovseg.models.proposals.mask_pooling import classify_pooled, pool_features
-from ovseg.models.proposals.sam import SAMPredictor
 from ovseg.registry import MODELS
 
 
@@ -46,7 +45,7 @@ class InteractivePrompter:
     Args:
         segmentor (OVSegmentor): any ovseg open-vocabulary segmentor (its backbone, optional refiner,
             head, text classifier, background rule and data-preprocessor normalisation are used).
-        sam (SAMPredictor | dict): the SAM module or its config.
+        sam (nn.Module | dict): a SAM backend (``SAMPredictor``, ``SAM2Predictor``) or its config.
         clip_short_side (int, optional): resize the image so that its short side is this before the CLIP
             backbone (None keeps the size). Default 448, the usual test scale.
         multimask (bool): for a prompt made of a single positive point, ask SAM for three masks and keep
@@ -56,7 +55,7 @@ class InteractivePrompter:
     def __init__(self, segmentor, sam=dict(type='SAMPredictor', arch='vit_b'), clip_short_side=448,
                  multimask=True):
         self.segmentor = segmentor
-        self.sam = sam if isinstance(sam, SAMPredictor) else MODELS.build(sam)
+        self.sam = MODELS.build(sam) if isinstance(sam, dict) else sam
         self.clip_short_side = clip_short_side
         self.multimask = multimask
         self._state = None
@@ -142,7 +141,7 @@ class InteractivePrompter:
         best = out.iou.argmax(dim=1)
         rows = torch.arange(len(best))
         low_res, scores = out.low_res_logits[rows, best][:, None], out.iou[rows, best]
-        masks = self.sam.upsample(low_res, sam_image)[:, 0] > self.sam.model.mask_threshold
+        masks = self.sam.upsample(low_res, sam_image)[:, 0] > self.sam.mask_threshold
         probs = self._classify(masks)
         labels_out = probs.argmax(dim=1)
         names = self.segmentor.vocabulary.names

@@ -7,13 +7,14 @@ bilinear upsampling of the 256x256 logits), so masks equal the package's for the
 """
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from ovseg.models.proposals.prompt_predictor import PromptPredictor, check_prompts  # noqa: F401 (re-export)
 from ovseg.models.proposals.shared_decoder import decode_masks, decode_tokens, output_slice
 from ovseg.registry import MODELS
 from ovseg.utils.checkpoint import load_state_dict_file
@@ -30,12 +31,15 @@ PATCH_SIZE = 16
 PROMPT_DIM = 256
 
 
-def build_sam_model(arch='vit_b', image_size=1024, **overrides):
+def build_sam_model(arch='vit_b', image_size=1024, prompt_dim=PROMPT_DIM, **overrides):
     """Build a ``segment_anything.modeling.Sam`` with random weights.
 
     Args:
         arch (str): 'vit_b', 'vit_l', 'vit_h' or 'tiny' (64-d, 2 blocks, 2 heads). Default 'vit_b'.
         image_size (int): side of the square encoder input (1024 for released weights; a multiple of 16).
+        prompt_dim (int): width of the image embedding (the neck's output), the prompt encoder and the
+            mask decoder, as ``segment_anything``'s ``prompt_embed_dim``. Default 256 (released models;
+            smaller values are for tiny test models).
         **overrides: image-encoder settings replacing the arch's (embed_dim, depth, num_heads,
             global_attn_indexes, window_size).
 
@@ -53,14 +57,14 @@ def build_sam_model(arch='vit_b', image_size=1024, **overrides):
     grid = image_size // PATCH_SIZE
     encoder = ImageEncoderViT(
         img_size=image_size, patch_size=PATCH_SIZE, embed_dim=enc['embed_dim'], depth=enc['depth'],
-        num_heads=enc['num_heads'], mlp_ratio=4, out_chans=PROMPT_DIM, qkv_bias=True,
+        num_heads=enc['num_heads'], mlp_ratio=4, out_chans=prompt_dim, qkv_bias=True,
         norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
         global_attn_indexes=tuple(enc['global_attn_indexes']), window_size=enc['window_size'])
-    prompt_encoder = PromptEncoder(embed_dim=PROMPT_DIM, image_embedding_size=(grid, grid),
+    prompt_encoder = PromptEncoder(embed_dim=prompt_dim, image_embedding_size=(grid, grid),
                                    input_image_size=(image_size, image_size), mask_in_chans=16)
     decoder = MaskDecoder(
-        num_multimask_outputs=3, transformer_dim=PROMPT_DIM, iou_head_depth=3, iou_head_hidden_dim=256,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8))
+        num_multimask_outputs=3, transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=256,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=2048, num_heads=8))
     return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder,
                pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]).eval()
 
@@ -94,20 +98,8 @@ class SAMMasks:
     iou: torch.Tensor
 
 
-def _as_tensor(value, device, dtype=None):
-    """None stays None; arrays become ``dtype`` tensors (float64 for coordinates, as SamPredictor
-    scales numpy prompts in float64); tensors keep their dtype unless one is given."""
-    if value is None:
-        return None
-    if not torch.is_tensor(value):
-        value = torch.as_tensor(np.asarray(value), dtype=dtype or torch.float64)
-    elif dtype is not None:
-        value = value.to(dtype)
-    return value.to(device)
-
-
 @MODELS.register_module()
-class SAMPredictor(nn.Module):
+class SAMPredictor(PromptPredictor):
     """Frozen SAM with an explicit embedding state and batched prompt decoding.
 
     Call graph::
@@ -120,7 +112,11 @@ class SAMPredictor(nn.Module):
                                           one copy of the image tokens when the prompts share a dense
                                           embedding (shared_decoder: same outputs, less work)
         decode_tokens / decode_masks      the two halves of decode, to upscale only chosen prompts
+        grid_masks(image, coords)         automatic-grid points: IoU of all masks, logits of the kept ones
         upsample(low_res_logits, image)   256x256 logits -> (H, W) logits (SamPredictor's postprocess)
+
+    ``predict`` comes from :class:`~ovseg.models.proposals.prompt_predictor.PromptPredictor`, shared with
+    the SAM 2 backend (:class:`~ovseg.models.proposals.sam2.SAM2Predictor`).
 
     Args:
         arch (str): 'vit_b' (default), 'vit_l', 'vit_h' or 'tiny' (tests).
@@ -129,14 +125,16 @@ class SAMPredictor(nn.Module):
         image_size (int): encoder input side. Default 1024 (released weights need 1024).
         strict (bool): raise when the checkpoint's keys differ from the model's (names listed);
             otherwise warn. Default True.
+        prompt_dim (int): image-embedding / prompt width (see :func:`build_sam_model`). Default 256.
         **arch_overrides: image-encoder settings (see :func:`build_sam_model`).
     """
 
-    def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, strict=True, **arch_overrides):
+    def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, strict=True, prompt_dim=PROMPT_DIM,
+                 **arch_overrides):
         super().__init__()
         from segment_anything.utils.transforms import ResizeLongestSide
         self.arch = arch
-        self.model = build_sam_model(arch, image_size, **arch_overrides)
+        self.model = build_sam_model(arch, image_size, prompt_dim, **arch_overrides)
         self.transform = ResizeLongestSide(image_size)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, strict=strict)
@@ -194,6 +192,23 @@ class SAMPredictor(nn.Module):
         embedding = self.model.image_encoder(self.model.preprocess(x))
         return SAMImage(embedding=embedding, input_size=tuple(x.shape[-2:]),
                         original_size=tuple(array.shape[:2]))
+
+    def encode(self, images):
+        """Image encoder on a batch already in SAM's input frame: (B, 3, S, S) normalised with
+        ``pixel_mean`` / ``pixel_std`` (0-255 scale), S = ``image_size`` -> (B, prompt_dim, S/16, S/16).
+
+        For models that preprocess images their own way (FrozenSeg resizes the padded image to S x S);
+        :meth:`embed_image` is SAM's own preprocessing. Gradients are not tracked (SAM is frozen).
+        """
+        size = self.image_size
+        if images.dim() != 4 or tuple(images.shape[-3:]) != (3, size, size):
+            raise ValueError(f'SAM encodes (B, 3, {size}, {size}) inputs, got {tuple(images.shape)}.')
+        with torch.no_grad():
+            return self.model.image_encoder(images)
+
+    def normalize(self, images):
+        """(B, 3, H, W) RGB on the 0-255 scale -> SAM-normalised (``(x - pixel_mean) / pixel_std``)."""
+        return (images - self.model.pixel_mean) / self.model.pixel_std
 
     # ----------------------------------------------------------------------------------- prompts
     def to_input_frame(self, coords, original_size):
@@ -286,97 +301,41 @@ class SAMPredictor(nn.Module):
         return decode_masks(self.model.mask_decoder, decoded, rows)
 
     @torch.no_grad()
-    def predict(self, image, points=None, point_labels=None, boxes=None, mask_input=None,
-                multimask_output=True, batch_size=64, transformed=False):
-        """Masks for N prompts, decoded ``batch_size`` prompts at a time on one image embedding.
+    def grid_masks(self, image, coords, iou_thresh=0.0, image_pe=None):
+        """Single-point prompts of an automatic grid -> the multimask outputs above an IoU threshold.
+
+        Only the points with a mask above ``iou_thresh`` are upscaled (the IoU head does not depend on
+        the upscaling), on one copy of the image tokens (:mod:`~ovseg.models.proposals.shared_decoder`).
 
         Args:
             image (SAMImage): from :meth:`embed_image`.
-            points (array | Tensor, optional): (N, P, 2) xy pixel coordinates (P points per prompt).
-            point_labels (array | Tensor, optional): (N, P), 1 = positive, 0 = negative.
-            boxes (array | Tensor, optional): (N, 4) xyxy pixel boxes.
-            mask_input (Tensor, optional): (N, 1, 4g, 4g) or (1, 1, 4g, 4g) (shared) low-res logits.
-            multimask_output (bool): three masks per prompt. Default True.
-            batch_size (int): prompts per decoder call. Default 64.
-            transformed (bool): coordinates are already in SAM's input frame (not checked). Default False.
+            coords (Tensor): (N, 2) xy points in SAM's input frame (label 1 each).
+            iou_thresh (float): keep masks whose predicted IoU is above it; 0 keeps all. Default 0.
+            image_pe (Tensor, optional): :meth:`dense_pe`, to reuse across batches.
 
         Returns:
-            SAMMasks: (N, M, 4g, 4g) logits and (N, M) predicted IoU.
-
-        Raises:
-            ValueError: no prompt, inconsistent shapes, a point outside the image or an empty box (see
-                :func:`check_prompts`).
+            tuple[Tensor, Tensor, Tensor]: (3N,) predicted IoU of the three masks of every point
+            (point-major), (K,) indices of the kept masks into it, (K, 4g, 4g) their logits.
         """
-        device = self.device
-        points, boxes = _as_tensor(points, device), _as_tensor(boxes, device)
-        labels = _as_tensor(point_labels, device, torch.int64)
-        num = _num_prompts(points, labels, boxes)
-        if not transformed:
-            boxes = check_prompts(points, labels, boxes, image.original_size)
-            points = None if points is None else self.to_input_frame(points, image.original_size)
-            boxes = None if boxes is None else self.to_input_frame(
-                boxes.reshape(-1, 2, 2), image.original_size).reshape(-1, 4)
-        dense = None if mask_input is None else self.encode_masks(mask_input.to(device, torch.float32))
-        image_pe = self.model.prompt_encoder.get_dense_pe()
-        outs = []
-        for start in range(0, num, batch_size):
-            sl = slice(start, start + batch_size)
-            outs.append(self.decode(
-                image, None if points is None else points[sl], None if labels is None else labels[sl],
-                None if boxes is None else boxes[sl].float(),
-                None if dense is None else (dense if dense.shape[0] == 1 else dense[sl]),
-                multimask_output, image_pe))
-        return SAMMasks(low_res_logits=torch.cat([o.low_res_logits for o in outs]),
-                        iou=torch.cat([o.iou for o in outs]))
+        labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
+        decoded = self.decode_tokens(image, coords[:, None], labels, image_pe=image_pe)
+        iou = decoded.iou[:, 1:].flatten()  # the three multimask outputs of each point, point-major
+        rows = torch.arange(len(iou), device=iou.device)
+        if iou_thresh > 0.0:
+            rows = rows[iou > iou_thresh]
+        prompts, token = torch.unique(rows // 3, return_inverse=True)
+        low_res = self.decode_masks(decoded, prompts)[:, 1:].flatten(0, 1)[token * 3 + rows % 3]
+        return iou, rows, low_res
+
+    def dense_pe(self):
+        """(1, 256, g, g) positional encoding of the image embedding (the same for every image)."""
+        return self.model.prompt_encoder.get_dense_pe()
+
+    @property
+    def mask_threshold(self):
+        """Logit above which a pixel belongs to a mask (0)."""
+        return self.model.mask_threshold
 
     def upsample(self, low_res_logits, image):
         """(N, M, 4g, 4g) logits -> (N, M, H, W) logits at the original size (threshold at 0 for masks)."""
         return self.model.postprocess_masks(low_res_logits, image.input_size, image.original_size)
-
-
-def _num_prompts(points, labels, boxes):
-    if points is None and boxes is None:
-        raise ValueError('Give at least one prompt: points (N, P, 2) and labels (N, P), or boxes (N, 4).')
-    if points is not None:
-        if points.dim() != 3 or points.shape[-1] != 2:
-            raise ValueError(f'points must be (N, P, 2), got {tuple(points.shape)}.')
-        if labels is None or tuple(labels.shape) != tuple(points.shape[:2]):
-            raise ValueError(f'point_labels must be (N, P) = {tuple(points.shape[:2])}, got '
-                             f'{None if labels is None else tuple(labels.shape)}.')
-    if boxes is not None and (boxes.dim() != 2 or boxes.shape[-1] != 4):
-        raise ValueError(f'boxes must be (N, 4), got {tuple(boxes.shape)}.')
-    if points is not None and boxes is not None and points.shape[0] != boxes.shape[0]:
-        raise ValueError(f'{points.shape[0]} point prompts but {boxes.shape[0]} boxes.')
-    return points.shape[0] if points is not None else boxes.shape[0]
-
-
-def check_prompts(points, labels, boxes, size):
-    """Validate pixel-frame prompts against an (H, W) image.
-
-    Points (labels other than -1, SAM's padding) must lie in ``[0, W] x [0, H]``. Boxes are clipped to the
-    image; a box that is empty after clipping (x2 <= x1 or y2 <= y1) is an error.
-
-    Returns:
-        Tensor | None: the clipped boxes.
-
-    Raises:
-        ValueError: naming the first offending prompt.
-    """
-    height, width = size
-    if points is not None:
-        x, y = points[..., 0], points[..., 1]
-        outside = ((x < 0) | (x > width) | (y < 0) | (y > height)) & (labels != -1)
-        if outside.any():
-            n, p = outside.nonzero()[0].tolist()
-            raise ValueError(f'Point {points[n, p].tolist()} (prompt {n}) lies outside the {width}x{height} '
-                             f'(width x height) image; points are (x, y) pixel coordinates.')
-    if boxes is None:
-        return None
-    limits = boxes.new_tensor([width, height, width, height])
-    clipped = torch.minimum(boxes.clamp(min=0), limits)
-    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-    if empty.any():
-        n = int(empty.nonzero()[0])
-        raise ValueError(f'Box {boxes[n].tolist()} (prompt {n}) is empty inside the {width}x{height} image; '
-                         f'boxes are (x1, y1, x2, y2) pixels with x1 < x2 and y1 < y2.')
-    return clipped

@@ -2,9 +2,14 @@
 
 Call graph::
 
-    SAMRefiner.forward(probs (B, K, H, W), inputs, data_samples, data_preprocessor)   segmentor hook
-      └─ images_from_inputs                 undo the preprocessor's normalisation -> RGB uint8
-      └─ refine(image, probs)               one image
+    SAMRefiner.refine_and_pack(probs (B, K, H, W), inputs, data_samples, data_preprocessor)  segmentor hook
+      resolution='original' (Trident):
+      └─ pack_seg_results                   probabilities resized to each image's original size
+      └─ original_image(sample)             the image file read again (cv2, RGB), or metainfo ``ori_img``
+      └─ refine(image, probs)               one image at its original resolution
+      resolution='input':
+      └─ forward → images_from_inputs       undo the preprocessor's normalisation -> RGB uint8
+      └─ refine(image, probs)               one image at the network input resolution
            └─ prompt_regions(image, probs)
                 └─ find_coarse_regions      8-connected components per confident class (half resolution)
                 └─ build_region_prompts     box + point + one scaled mask prompt per class
@@ -15,20 +20,25 @@ Call graph::
       └─ packing_scores                     (K, H, W) scores whose argmax is the refined prediction
 """
 import dataclasses
+import os.path as osp
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.structures import PixelData
 
 from ovseg.models.proposals.coarse_regions import (CoarseRegions, RegionPrompts, build_region_prompts,
                                                    find_coarse_regions)
 from ovseg.models.proposals.sam import SAMImage
+from ovseg.models.utils.seg_results import pack_seg_results
 from ovseg.registry import MODELS
 
 FAILED_REGION_RULES = ('reference', 'max_prob')
 MASK_PROMPT_LAYOUTS = ('trident', 'batched')
+RESOLUTIONS = ('original', 'input')
 
 
 @dataclass
@@ -141,31 +151,52 @@ class SAMRefiner(nn.Module):
     box, its most confident point and its class's scaled probability map as a low-resolution mask;
     masks whose predicted IoU exceeds ``iou_thresh`` replace the region (see :func:`merge_refinement`).
 
+    Trident refines at the original image resolution: the coarse scores are resized to the original size,
+    SAM embeds the original image (read again from its file, rounded up to a multiple of 16 with OpenCV's
+    bilinear resize), its masks are post-processed to that size and resized bilinearly to the original
+    (``resolution='original'``; ``minimal_area`` counts half-original-resolution pixels).
+    ``resolution='input'`` refines at the network input instead (the test-pipeline resize of the image).
+
     Args:
-        sam (dict | nn.Module): ``SAMPredictor`` config or module. Default vit_b without weights.
+        sam (dict | nn.Module): a SAM backend: ``SAMPredictor`` (segment-anything) or ``SAM2Predictor``
+            (SAM 2 through transformers), config or module. Default segment-anything vit_b without weights.
         coarse_thresh (float): class-confidence threshold for regions and mask prompts. Default 0.1.
         minimal_area (int): smallest region, in half-resolution pixels. Default 225.
         mask_coeff (float): scale of the probability mask prompt (``sam_mask_coff``). Default 0.005.
         iou_thresh (float): keep masks with predicted IoU above it. Default 0.8.
         down_ratio (int): region resolution factor. Default 2.
         prompt_batch (int): prompts per mask-decoder call (regions of one class). Default 32.
-        failed_rule (str): prediction inside rejected regions: 'max_prob' (default; the input prediction
-            where its top probability beats the refined one) or 'reference' (Trident's code: unchanged).
+        failed_rule (str): prediction inside rejected regions: 'reference' (default, Trident's code: the
+            input prediction stays) or 'max_prob' (ovseg's fix: the input prediction where its top
+            probability beats the refined one, so the prediction is the argmax of the scores).
         mask_prompt_layout (str): 'trident' (default; one (1, m, m) mask per class given to SAM unbatched,
-            as Trident does, so SAM's LayerNorm2d normalises over mask rows) or 'batched' ((N, 1, m, m),
-            SAM's documented layout).
+            as Trident does, so SAM's LayerNorm2d normalises over mask rows; segment-anything only) or
+            'batched' ((N, 1, m, m), SAM's documented layout; the one SAM 2 takes).
+        resolution (str): 'original' (default, Trident) or 'input' (see above).
+        image_multiple (int): SAM's image is resized to sides rounded up to a multiple of it (Trident:
+            16, its CLIP patch size); 1 leaves it as it is. Default 16.
     """
 
     def __init__(self, sam=dict(type='SAMPredictor', arch='vit_b'), coarse_thresh=0.1, minimal_area=225,
-                 mask_coeff=0.005, iou_thresh=0.8, down_ratio=2, prompt_batch=32, failed_rule='max_prob',
-                 mask_prompt_layout='trident'):
+                 mask_coeff=0.005, iou_thresh=0.8, down_ratio=2, prompt_batch=32, failed_rule='reference',
+                 mask_prompt_layout='trident', resolution='original', image_multiple=16):
         super().__init__()
         self.sam = MODELS.build(sam) if isinstance(sam, dict) else sam
+        if mask_prompt_layout == 'trident' and not hasattr(self.sam, 'decode_tokens'):
+            raise ValueError(f"mask_prompt_layout='trident' reproduces how segment-anything's prompt encoder "
+                             f"treats Trident's unbatched mask; {type(self.sam).__name__} needs "
+                             f"mask_prompt_layout='batched'.")
         if failed_rule not in FAILED_REGION_RULES:
             raise ValueError(f'failed_rule must be one of {FAILED_REGION_RULES}, got {failed_rule!r}')
         if mask_prompt_layout not in MASK_PROMPT_LAYOUTS:
             raise ValueError(f'mask_prompt_layout must be one of {MASK_PROMPT_LAYOUTS}, '
                              f'got {mask_prompt_layout!r}')
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f'resolution must be one of {RESOLUTIONS}, got {resolution!r}')
+        if int(image_multiple) < 1:
+            raise ValueError(f'image_multiple must be >= 1, got {image_multiple}')
+        self.resolution = resolution
+        self.image_multiple = int(image_multiple)
         self.coarse_thresh = float(coarse_thresh)
         self.minimal_area = int(minimal_area)
         self.mask_coeff = float(mask_coeff)
@@ -182,7 +213,7 @@ class SAMRefiner(nn.Module):
     def build_prompts(self, regions, image_size):
         """CoarseRegions -> RegionPrompts in this SAM's input frame."""
         return build_region_prompts(regions, image_size, self.sam.image_size, self.sam.mask_input_size[0],
-                                    self.coarse_thresh, self.mask_coeff)
+                                    self.coarse_thresh, self.mask_coeff, square=self.sam.square_input)
 
     def _decode_regions(self, sam_image, prompts):
         """All region prompts -> (R,) IoU and (R, 1, m, m) logits.
@@ -196,7 +227,7 @@ class SAMRefiner(nn.Module):
             dense = torch.cat([self.sam.encode_masks(m, shared_unbatched=True) for m in masks])
         else:
             dense = self.sam.encode_masks(masks)
-        image_pe = self.sam.model.prompt_encoder.get_dense_pe()
+        image_pe = self.sam.dense_pe()
         num, side = len(prompts.boxes), self.sam.mask_input_size
         iou, logits = torch.zeros(num, device=device), torch.zeros((num, 1) + side, device=device)
         for group in range(len(prompts.class_order)):
@@ -207,6 +238,18 @@ class SAMRefiner(nn.Module):
                                       dense[group:group + 1], multimask_output=False, image_pe=image_pe)
                 iou[chunk.to(device)], logits[chunk.to(device)] = out.iou[:, 0], out.low_res_logits
         return iou, logits
+
+    def sam_input(self, image):
+        """The image SAM embeds: (H, W, 3) uint8 RGB resized to sides rounded up to ``image_multiple``
+        with OpenCV's bilinear resize (Trident's ``get_trident_seg``); unchanged when they already are."""
+        import cv2
+        array = image.cpu().numpy() if torch.is_tensor(image) else np.asarray(image)
+        height, width = array.shape[:2]
+        m = self.image_multiple
+        size = (-(-width // m) * m, -(-height // m) * m)
+        if size == (width, height):
+            return array
+        return cv2.resize(np.ascontiguousarray(array), size, interpolation=cv2.INTER_LINEAR)
 
     @torch.no_grad()
     def refine(self, image, probs, seg_pred=None, sam_image=None):
@@ -240,7 +283,7 @@ class SAMRefiner(nn.Module):
         result = RefineResult(pred=seg_pred, logits=probs, changed=False, regions=regions)
         if len(regions) == 0:
             return result
-        result.sam_image = self.sam.embed_image(image) if sam_image is None else sam_image
+        result.sam_image = self.sam.embed_image(self.sam_input(image)) if sam_image is None else sam_image
         result.prompts = self.build_prompts(regions, probs.shape[-2:])
         result.iou, result.low_res_logits = self._decode_regions(result.sam_image, result.prompts)
         return result
@@ -275,10 +318,13 @@ class SAMRefiner(nn.Module):
             return out
         dev = probs.device
         mask_logits = self.sam.upsample(result.low_res_logits[keep], result.sam_image)[:, 0].to(dev)
+        if tuple(mask_logits.shape[-2:]) != tuple(probs.shape[-2:]):  # SAM saw the rounded-up image
+            mask_logits = F.interpolate(mask_logits[None], probs.shape[-2:], mode='bilinear',
+                                        align_corners=False)[0]
         failed = self._failed_union(result.regions, ~keep, probs.shape[-2:]).to(dev)
         classes = result.regions.classes[keep.cpu()].to(dev)
-        out.pred, out.logits, out.stage1_logits = merge_refinement(mask_logits, classes, probs, seg_pred, failed,
-                                                                   self.failed_rule)
+        out.pred, out.logits, out.stage1_logits = merge_refinement(mask_logits, classes, probs, seg_pred,
+                                                                   failed, self.failed_rule)
         out.failed_union, out.changed = failed, True
         return out
 
@@ -290,8 +336,55 @@ class SAMRefiner(nn.Module):
         return F.interpolate(masks, size, mode='nearest')[0].amax(dim=0) > 0
 
     @torch.no_grad()
+    def refine_and_pack(self, probs, inputs, data_samples=None, data_preprocessor=None):
+        """Segmentor hook: refine a batch and pack it into ``SegDataSample``s at the original size.
+
+        Args:
+            probs (Tensor): (B, K, H, W) probabilities at the (padded) input size.
+            inputs (Tensor): (B, 3, H, W) preprocessed images.
+            data_samples (list[SegDataSample], optional): ``img_shape``, ``ori_shape`` and, for
+                ``resolution='original'``, ``img_path`` (or ``ori_img``) per image.
+            data_preprocessor (nn.Module, optional): the segmentor's, to undo its normalisation.
+
+        Returns:
+            list[SegDataSample]: ``seg_logits`` (scores whose argmax is the refined prediction) and
+            ``pred_sem_seg`` at the original size.
+        """
+        if self.resolution == 'input':
+            return pack_seg_results(self(probs, inputs, data_samples, data_preprocessor), data_samples,
+                                    inputs.shape[-2:])
+        results = pack_seg_results(probs, data_samples, inputs.shape[-2:])
+        for sample in results:
+            scores = sample.seg_logits.data
+            result = self.refine(self.original_image(sample), scores)
+            refined = packing_scores(result, scores.float()).to(scores.dtype)
+            sample.set_data({'seg_logits': PixelData(data=refined),
+                             'pred_sem_seg': PixelData(data=result.pred[None].to(sample.pred_sem_seg.data))})
+        return results
+
+    @staticmethod
+    def original_image(sample):
+        """(H0, W0, 3) uint8 RGB original image of a data sample: metainfo ``ori_img`` if present, else
+        the file at ``img_path`` read as Trident does (OpenCV, converted to RGB)."""
+        meta = sample.metainfo
+        image = meta.get('ori_img')
+        if image is None:
+            path = meta.get('img_path')
+            if not path or not osp.isfile(str(path)):
+                raise ValueError('SAM refinement at the original resolution needs the original image: data '
+                                 f'samples with an existing img_path (got {path!r}) or ori_img, or '
+                                 "SAMRefiner(resolution='input').")
+            import mmcv
+            image = mmcv.imread(str(path), channel_order='rgb')
+        image = np.asarray(image)
+        ori = tuple(meta.get('ori_shape', image.shape[:2])[:2])
+        if image.shape[:2] != ori:
+            raise ValueError(f'original image {image.shape[:2]} does not match ori_shape {ori}')
+        return image
+
+    @torch.no_grad()
     def forward(self, probs, inputs, data_samples=None, data_preprocessor=None):
-        """Segmentor hook: refine a batch of probability maps at the network input resolution.
+        """Refine a batch of probability maps at the network input resolution (``resolution='input'``).
 
         Args:
             probs (Tensor): (B, K, H, W) probabilities at the (padded) input size.

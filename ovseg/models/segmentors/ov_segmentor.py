@@ -42,8 +42,8 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
             similarity, softmax and rules always run in float32.
-        sam_refiner (dict, optional): post-processing of the (B, K, H, W) probabilities before packing,
-            given the preprocessed images (e.g. ``SAMRefiner``, Trident-style SAM refinement).
+        sam_refiner (dict, optional): SAM refinement of the probabilities (``SAMRefiner``, Trident's: at
+            the original image resolution, reading the image file again; see its ``resolution``).
         postprocessors (Sequence[dict]): applied in order to the (B, K, H, W) probabilities at input
             resolution with the preprocessed images as guide, before ``sam_refiner`` (e.g. ``PAMR``).
         compile (bool | dict): run the backbone through ``torch.compile`` at inference (a dict gives
@@ -173,7 +173,7 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         for post in self.postprocessors:
             probs = post(probs, inputs)
         if self.sam_refiner is not None:
-            probs = self.sam_refiner(probs, inputs, data_samples, self.data_preprocessor)
+            return self.sam_refiner.refine_and_pack(probs, inputs, data_samples, self.data_preprocessor)
         return pack_seg_results(probs, data_samples, inputs.shape[-2:])
 
     def _forward(self, inputs, data_samples=None):

@@ -111,7 +111,7 @@ class SAMProposalSegmentor(OVSegmentor):
                 scores = image_scores.new_zeros((inputs.shape[0], image_scores.shape[0]) + inputs.shape[-2:])
             scores[i, :, :h, :w] = image_scores
         if self.sam_refiner is not None:
-            scores = self.sam_refiner(scores, inputs, data_samples, self.data_preprocessor)
+            return self.sam_refiner.refine_and_pack(scores, inputs, data_samples, self.data_preprocessor)
         return pack_seg_results(scores, data_samples, inputs.shape[-2:])
 
     def _forward(self, inputs, data_samples=None):

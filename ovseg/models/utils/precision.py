@@ -37,6 +37,16 @@ def autocast_for(precision, device):
     return torch.autocast(_device_type(device), dtype=dtype, enabled=dtype is not None)
 
 
+def active_autocast_dtype(device):
+    """The dtype autocast casts to on ``device``'s type, or None when autocast is off there (any torch >= 2.1)."""
+    kind = _device_type(device)
+    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
+        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    if kind == 'cpu':
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 def float32_region(device):
     """Context with autocast off on ``device``'s type (a no-op when none is active)."""
     return torch.autocast(_device_type(device), enabled=False)

@@ -1,0 +1,11 @@
+# CLIP-DINOiser ViT-B/16 (LAION-2B) + Trident-style SAM 2.1 Hiera-L refinement on Cityscapes 19
+# (short side 448, slide 448 / 224): every confident region of the coarse map prompts SAM with
+# a box, a point and its class's mask; masks with predicted IoU > 0.8 replace the region.
+_base_ = [
+    '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/models/sam2_hiera-l.py',
+    '../_base_/datasets/cityscapes19.py', '../_base_/default_runtime.py'
+]
+model = dict(
+    vocabulary='clip_dinoiser/cityscapes19',
+    # Trident's Cityscapes config lowers the coarse threshold to 0.1.
+    sam_refiner=dict(_base_.sam2_refiner, coarse_thresh=0.1))

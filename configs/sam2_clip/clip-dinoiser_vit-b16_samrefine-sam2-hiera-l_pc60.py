@@ -1,0 +1,11 @@
+# CLIP-DINOiser ViT-B/16 (LAION-2B) + Trident-style SAM 2.1 Hiera-L refinement on PASCAL Context 60
+# (short side 448, slide 448 / 224): every confident region of the coarse map prompts SAM with
+# a box, a point and its class's mask; masks with predicted IoU > 0.8 replace the region.
+_base_ = [
+    '../_base_/models/clip_dinoiser_vit-b16.py', '../_base_/models/sam2_hiera-l.py',
+    '../_base_/datasets/pc60.py', '../_base_/default_runtime.py'
+]
+# PC-60: no background rule, as in configs/clip_dinoiser.
+model = dict(
+    vocabulary='clip_dinoiser/pc60', background=None,
+    sam_refiner=_base_.sam2_refiner)
