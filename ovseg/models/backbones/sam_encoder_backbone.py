@@ -6,12 +6,68 @@ as the proxy features; the original loads ``sam_model_registry['vit_b']``. SAM's
 normalisation (mean 123.675, 116.28, 103.53 / std 58.395, 57.12, 57.375 on 0..255) equals ImageNet's on
 0..1, so the same input serves. The encoder (windowed attention, relative positions, neck) is not a
 plain ViT tower: it runs as segment-anything builds it, it is not walked.
+
+Trident reads the **last block's attention** as well (its values and softmax weights, relative positions
+included, feed the SAM-correlation aggregation of :mod:`ovseg.models.refiners.sam_correlation`):
+:func:`encode_with_last_attention` runs the encoder once and hands those weights, a few heads at a time,
+to a consumer, so the (heads, 4096, 4096) map is never held whole, and the neck embedding the refinement
+prompts against comes out of the same pass.
 """
+import torch
 from mmengine.model import BaseModule
 
 from ovseg.models.utils.dense_features import DenseFeatures
 from ovseg.models.utils.vfm_input import IMAGENET_MEAN, IMAGENET_STD
 from ovseg.registry import MODELS
+
+
+def encode_with_last_attention(encoder, x, consume, head_chunk=2):
+    """Run segment-anything's ``ImageEncoderViT`` and show its last block's attention to ``consume``.
+
+    Every block but the last runs as built. The last one (a global-attention block) is computed as
+    segment-anything's ``Attention`` does (q·k scaled, decomposed relative positions added, softmax over all
+    keys, values, projection), ``head_chunk`` heads at a time; before its weights are applied,
+    ``consume(attn, v, heads)`` receives them: ``attn`` (B, c, L, L) softmax weights of the heads in
+    ``heads`` (a ``range``), ``v`` (B, heads, L, d) the values of every head (L = g·g tokens of the g x g
+    grid, row-major). The block's MLP and the neck follow.
+
+    Args:
+        encoder: ``segment_anything.modeling.ImageEncoderViT``.
+        x (Tensor): (B, 3, S, S) preprocessed input (SAM's normalisation, padded square).
+        consume (Callable): called once per head chunk, in head order.
+        head_chunk (int): heads computed together (memory: ``head_chunk * L * L`` floats). Default 2.
+
+    Returns:
+        Tensor: (B, C, g, g) the encoder's output (the neck's embedding), as ``encoder(x)``.
+    """
+    from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
+    x = encoder.patch_embed(x)
+    if encoder.pos_embed is not None:
+        x = x + encoder.pos_embed
+    for block in encoder.blocks[:-1]:
+        x = block(x)
+    block, attn = encoder.blocks[-1], encoder.blocks[-1].attn
+    if block.window_size:
+        raise ValueError('the last SAM encoder block uses windowed attention; its attention over the image '
+                         'is only defined for a global block (every released SAM ends with one).')
+    b, h, w, _ = x.shape
+    heads = attn.num_heads
+    qkv = attn.qkv(block.norm1(x)).reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, heads, L, d)
+    out = []
+    for start in range(0, heads, max(int(head_chunk), 1)):
+        sl = slice(start, min(start + max(int(head_chunk), 1), heads))
+        qc = q[:, sl].reshape(-1, h * w, q.shape[-1])
+        logits = (qc * attn.scale) @ k[:, sl].reshape(-1, h * w, k.shape[-1]).transpose(-2, -1)
+        if attn.use_rel_pos:
+            logits = add_decomposed_rel_pos(logits, qc, attn.rel_pos_h, attn.rel_pos_w, (h, w), (h, w))
+        weights = logits.softmax(dim=-1).view(b, -1, h * w, h * w)
+        consume(weights, v, range(sl.start, sl.stop))
+        out.append(weights @ v[:, sl])
+    y = torch.cat(out, dim=1).view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    x = x + attn.proj(y)
+    x = x + block.mlp(block.norm2(x))
+    return encoder.neck(x.permute(0, 3, 1, 2))
 
 
 @MODELS.register_module()
