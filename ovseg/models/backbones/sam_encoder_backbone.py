@@ -25,11 +25,11 @@ def encode_with_last_attention(encoder, x, consume, head_chunk=2):
     """Run segment-anything's ``ImageEncoderViT`` and show its last block's attention to ``consume``.
 
     Every block but the last runs as built. The last one (a global-attention block) is computed as
-    segment-anything's ``Attention`` does (q·k scaled, decomposed relative positions added, softmax over all
-    keys, values, projection), ``head_chunk`` heads at a time; before its weights are applied,
-    ``consume(attn, v, heads)`` receives them: ``attn`` (B, c, L, L) softmax weights of the heads in
-    ``heads`` (a ``range``), ``v`` (B, heads, L, d) the values of every head (L = g·g tokens of the g x g
-    grid, row-major). The block's MLP and the neck follow.
+    segment-anything's ``Attention`` does (q·k scaled, decomposed relative positions added, softmax over
+    all keys, values, projection), ``head_chunk`` heads at a time; once its weights are applied,
+    ``consume(attn, v, heads)`` receives them (and may overwrite them): ``attn`` (B, c, L, L) softmax
+    weights of the heads in ``heads`` (a ``range``), ``v`` (B, heads, L, d) the values of every head
+    (L = g·g tokens of the g x g grid, row-major). The block's MLP and the neck follow.
 
     Args:
         encoder: ``segment_anything.modeling.ImageEncoderViT``.
@@ -62,8 +62,8 @@ def encode_with_last_attention(encoder, x, consume, head_chunk=2):
         if attn.use_rel_pos:
             logits = add_decomposed_rel_pos(logits, qc, attn.rel_pos_h, attn.rel_pos_w, (h, w), (h, w))
         weights = logits.softmax(dim=-1).view(b, -1, h * w, h * w)
-        consume(weights, v, range(sl.start, sl.stop))
         out.append(weights @ v[:, sl])
+        consume(weights, v, range(sl.start, sl.stop))  # after use: the consumer may overwrite them
     y = torch.cat(out, dim=1).view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
     x = x + attn.proj(y)
     x = x + block.mlp(block.norm2(x))

@@ -38,7 +38,8 @@ def valid_cells(valid_grid, grid, device=None):
 class _WeightAccumulator:
     """Consumer of :func:`encode_with_last_attention`: sums the kept attention over heads (module docstring)."""
 
-    def __init__(self, valid_grid, grid, cos_fac, max_thresh, keep_negative, device):
+    def __init__(self, valid_grid, grid, cos_fac, max_thresh, keep_negative, device, observe=None):
+        self.valid_grid, self.grid, self.observe = tuple(valid_grid), tuple(grid), observe
         self.index = valid_cells(valid_grid, grid, device)
         self.cos_fac, self.max_thresh, self.keep_negative = cos_fac, max_thresh, keep_negative
         self.total, self.thresh, self.v_hat, self.heads = None, None, None, 0
@@ -49,17 +50,28 @@ class _WeightAccumulator:
         thresh = (self.cos_fac * mean_cos.mean(dim=1)).clamp(max=self.max_thresh)
         return thresh if self.keep_negative else thresh.clamp(min=0.0)
 
+    def valid(self, attn):
+        """(B, c, L, L) weights of the full grid -> (B, c, N, N) of the valid cells (a copy, or ``attn``
+        itself when the whole grid is valid)."""
+        if self.valid_grid == self.grid:
+            return attn
+        (sh, sw), (gh, gw) = self.valid_grid, self.grid
+        b, c = attn.shape[:2]
+        return attn.view(b, c, gh, gw, gh, gw)[:, :, :sh, :sw, :sh, :sw].reshape(b, c, sh * sw, sh * sw)
+
     def __call__(self, attn, v, heads):
         with float32_region(attn):
-            idx = self.index
             if self.thresh is None:
-                self.v_hat = F.normalize(upcast(v[:, :, idx]).float(), dim=-1)
+                self.v_hat = F.normalize(upcast(v[:, :, self.index]).float(), dim=-1)
                 self.thresh = self.threshold(self.v_hat)
             v_hat = self.v_hat[:, heads.start:heads.stop]
             cos = v_hat @ v_hat.transpose(-2, -1)
-            kept = upcast(attn[:, :, idx][:, :, :, idx]).float() * (cos > self.thresh[:, None, :, None])
+            valid = upcast(self.valid(attn)).float()
+            if self.observe is not None:  # before the weights are overwritten below
+                self.observe(dict(attn=attn, valid=valid, cos=cos, thresh=self.thresh, heads=heads, v=v))
+            kept = valid.masked_fill_(cos <= self.thresh[:, None, :, None], 0.0)
             part = kept.sum(dim=1)
-            self.total = part if self.total is None else self.total + part
+            self.total = part if self.total is None else self.total.add_(part)
             self.heads += len(heads)
 
     def weights(self):
@@ -91,13 +103,16 @@ class SAMCorrelationAggregator(nn.Module):
         self.keep_negative, self.head_chunk = bool(keep_negative), int(head_chunk)
 
     @torch.no_grad()
-    def correlation(self, encoder, x, valid_grid):
+    def correlation(self, encoder, x, valid_grid, observe=None):
         """Run SAM's image encoder on ``x`` and build the aggregation weights of its valid grid.
 
         Args:
             encoder: segment-anything ``ImageEncoderViT``.
             x (Tensor): (1, 3, S, S) preprocessed SAM input.
             valid_grid (tuple[int, int]): (sh, sw) cells of the encoder grid covering the image.
+            observe (Callable, optional): called per head chunk with a dict (``attn`` (1, c, L, L) full
+                weights, ``valid`` (1, c, N, N) their valid part, ``cos`` (1, c, N, N) value cosines,
+                ``thresh`` (1, N), ``heads``, ``v`` (1, heads, L, d)) before they are used (inspection, tests).
 
         Returns:
             tuple[Tensor, Affinity]: the encoder's embedding (1, C, g, g) and the weights
@@ -107,7 +122,8 @@ class SAMCorrelationAggregator(nn.Module):
         valid_grid = tuple(int(g) for g in valid_grid)
         if not (0 < valid_grid[0] <= grid[0] and 0 < valid_grid[1] <= grid[1]):
             raise ValueError(f'valid grid {valid_grid} must lie inside the encoder grid {grid}')
-        acc = _WeightAccumulator(valid_grid, grid, self.cos_fac, self.max_thresh, self.keep_negative, x.device)
+        acc = _WeightAccumulator(valid_grid, grid, self.cos_fac, self.max_thresh, self.keep_negative, x.device,
+                                 observe)
         embedding = encode_with_last_attention(encoder, x, acc, self.head_chunk)
         with float32_region(x):
             return embedding, Affinity(weights=acc.weights(), grid=valid_grid, value_grid=valid_grid)

@@ -51,7 +51,7 @@ class TridentSegmentor(OVQuerySegmentor):
         predict ─ per image: original_image ─ segment_image
             ├─ splice_features(image)        splicer.resize ─ windows ─ vfm_features ─ proxy affinity
             │                                ─ backbone (head=False) per window batch ─ splicer.splice
-            ├─ sam_correlation(original)     refiner.sam_input ─ SAM prepare ─ aggregator.correlation
+            ├─ sam_stage(sam_input(original)) SAM prepare ─ aggregator.correlation (per split)
             ├─ aggregate                     aggregator(spliced, weights) per SAM split
             ├─ classify                      backbone.project_dense ─ cosines ─ resize ─ probabilities
             └─ refine_prediction             sam_refiner.refine(original, probs, pred, shared embedding)
@@ -135,24 +135,24 @@ class TridentSegmentor(OVQuerySegmentor):
         return spliced
 
     # ---------------------------------------------------------------------------- 2. SAM encoder
-    def sam_correlation(self, sam_rgb):
-        """(H16, W16, 3) uint8 RGB -> its SAMImage (embedding for the refinement) and aggregation weights."""
+    def sam_correlation(self, sam_rgb, observe=None):
+        """(H16, W16, 3) uint8 RGB -> its SAMImage (embedding for the refinement) and aggregation weights
+        (``observe``: see :meth:`SAMCorrelationAggregator.correlation`)."""
         x, input_size, original_size = self.sam.prepare_image(sam_rgb)
         valid = (input_size[0] // SAM_PATCH, input_size[1] // SAM_PATCH)
         with self._autocast(x.device):
-            embedding, affinity = self.aggregator.correlation(self.sam.model.image_encoder, x, valid)
+            embedding, affinity = self.aggregator.correlation(self.sam.model.image_encoder, x, valid, observe)
         return SAMImage(embedding=upcast(embedding).float(), input_size=input_size,
                         original_size=original_size), affinity
 
-    def sam_stage(self, original):
-        """Original (H, W, 3) uint8 RGB -> the refinement's SAMImage (None for split halves) and the
-        aggregation weights of every split, left to right."""
-        sam_rgb = self.sam_refiner.sam_input(original)
+    def sam_stage(self, sam_rgb, observe=None):
+        """SAM's image (the original rounded up, :meth:`SAMRefiner.sam_input`) -> the refinement's SAMImage
+        (None for split halves) and the aggregation weights of every split, left to right."""
         if self.sam_splits == 1:
-            sam_image, affinity = self.sam_correlation(sam_rgb)
+            sam_image, affinity = self.sam_correlation(sam_rgb, observe)
             return sam_image, [affinity]
         half = sam_rgb.shape[1] // 2
-        return None, [self.sam_correlation(np.ascontiguousarray(part))[1]
+        return None, [self.sam_correlation(np.ascontiguousarray(part), observe)[1]
                       for part in (sam_rgb[:, :half], sam_rgb[:, half:])]
 
     # ---------------------------------------------------------------------------- 3. aggregate
@@ -188,11 +188,13 @@ class TridentSegmentor(OVQuerySegmentor):
 
     # ---------------------------------------------------------------------------------- image
     @torch.no_grad()
-    def segment_image(self, image, original, trace=None):
+    def segment_image(self, image, original, trace=None, observe=None):
         """One image: (1, 3, h, w) CLIP input and the (H, W, 3) uint8 RGB original -> scores (K, H, W)
-        and prediction (1, H, W) at the original size. ``trace`` (a dict) receives every intermediate."""
+        and prediction (1, H, W) at the original size. ``trace`` (a dict) receives every intermediate;
+        ``observe`` sees SAM's last-block attention (:meth:`SAMCorrelationAggregator.correlation`)."""
         spliced = self.splice_features(image, trace)
-        sam_image, affinities = self.sam_stage(original)
+        sam_rgb = self.sam_refiner.sam_input(original)
+        sam_image, affinities = self.sam_stage(sam_rgb, observe)
         aggregated = self.aggregate(spliced, affinities)
         cos, probs, coarse = self.classify(aggregated, original.shape[:2])
         scores, pred, result = probs, coarse, None
@@ -200,8 +202,8 @@ class TridentSegmentor(OVQuerySegmentor):
             result, scores = self.refine_prediction(original, probs, coarse, sam_image)
             pred = result.pred.reshape(coarse.shape).to(coarse.dtype)
         if trace is not None:
-            trace.update(sam_image=sam_image, sam_affinities=affinities, aggregated=aggregated, cos_grid=cos,
-                         probs=probs, coarse_pred=coarse, refine=result)
+            trace.update(sam_rgb=sam_rgb, sam_image=sam_image, sam_affinities=affinities, aggregated=aggregated,
+                         cos_grid=cos, probs=probs, coarse_pred=coarse, refine=result)
         return scores, pred
 
     def original_image(self, sample, image, data_preprocessor=None):
