@@ -124,9 +124,14 @@ class SAMCorrelationAggregator(nn.Module):
             raise ValueError(f'valid grid {valid_grid} must lie inside the encoder grid {grid}')
         acc = _WeightAccumulator(valid_grid, grid, self.cos_fac, self.max_thresh, self.keep_negative, x.device,
                                  observe)
-        embedding = encode_with_last_attention(encoder, x, acc, self.head_chunk)
+        embedding = encode_with_last_attention(encoder, x, lambda *args: self.accumulate(acc, *args),
+                                               self.head_chunk)
         with float32_region(x):
             return embedding, Affinity(weights=acc.weights(), grid=valid_grid, value_grid=valid_grid)
+
+    def accumulate(self, acc, attn, v, heads):
+        """One head chunk of the weights (a method so that stage timers see it apart from the encoder)."""
+        acc(attn, v, heads)
 
     def forward(self, feats, affinity):
         """(B, C, h, w) features -> (B, C, sh, sw) aggregated with the (B or 1, N, N) weights.
