@@ -106,12 +106,13 @@ def _pair(value):
 
 
 def inference(model):
-    """``dict(mode, crop, stride)`` (crop / stride as [h, w]; None for whole-image inference)."""
+    """``dict(mode, crop, stride)`` (crop / stride as [h, w]; None for whole-image inference). 'splice':
+    windows whose features are averaged into one map before classification (Trident)."""
     test_cfg = dict(getattr(model, 'test_cfg', None) or {})
     mode = test_cfg.get('mode', 'whole')
-    if mode != 'slide':
+    if mode not in ('slide', 'splice'):
         return dict(mode='whole', crop=None, stride=None)
-    return dict(mode='slide', crop=_pair(test_cfg.get('crop_size')), stride=_pair(test_cfg.get('stride')))
+    return dict(mode=mode, crop=_pair(test_cfg.get('crop_size')), stride=_pair(test_cfg.get('stride')))
 
 
 def _resize_entry(transform):

@@ -33,6 +33,9 @@ import torch
 STAGE_METHODS = {
     'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
     'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
+    'CorrCLIPSegmentor': (('label_maps', 'proposals'),),
+    'TridentSegmentor': (('splice_features', 'splice'), ('classify', 'classify'), ('refine_prediction', 'refinement')),
+    'SAMCorrelationAggregator': (('correlation', 'sam_encoder'), ('accumulate', 'sam_weights')),
     'SAMRefiner': (('refine_and_pack', 'sam_refiner'), ('prompt_regions', None)),
     'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
     'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),

@@ -14,6 +14,14 @@ from ovseg.text.vocabulary import VOCABULARY_DIR
 COUNTS = {'voc21': 21, 'voc20': 20, 'pc60': 60, 'pc59': 59, 'pc459': 459, 'coco_stuff171': 171,
           'coco_object81': 81, 'cityscapes19': 19, 'ade150': 150, 'ade847': 847,
           'coco_panoptic133': 133}
+# the originals' query lists of SCLIP (also used by NACLIP and ClearCLIP) and ClearCLIP's VOC-21 file
+COUNTS.update({f'sclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81',
+                                                            'coco_stuff171', 'cityscapes19', 'ade150')})
+COUNTS['clearclip_voc21'] = 21
+# ProxyCLIP's and CorrCLIP's own class files (issue 15)
+COUNTS.update({f'corrclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81',
+                                                               'coco_stuff171', 'cityscapes19', 'ade150')})
+COUNTS.update({f'proxyclip_{name}': COUNTS[name] for name in ('voc21', 'voc20', 'coco_object81')})
 # the lists of original publications, one folder per method, named after the general list they match
 METHOD_LISTS = {
     'fcclip': ('ade150', 'ade847', 'pc59', 'pc459', 'voc21', 'voc20', 'cityscapes19'),

@@ -100,7 +100,7 @@ def markdown_row(card):
             else (f'{len(templates)}' if templates else '—'))
     inf = card['inference']
     inf_text = ('whole' if inf['mode'] == 'whole'
-                else 'slide {}×{} / {}×{}'.format(*inf['crop'], *inf['stride']))
+                else '{} {}×{} / {}×{}'.format(inf['mode'], *inf['crop'], *inf['stride']))
     pre, ev, rules = card['preprocessing'], card['evaluation'], card['rules']
     extra = [k for k in ('sam_refinement', 'kspd') if k in rules]
     if 'sam_refinement' in rules:

@@ -293,7 +293,11 @@ class ExternalAffinityAttention(_Strategy):
         aff = ctx.require(self.key, type(self).__name__)
         if not isinstance(aff, Affinity):
             aff = Affinity(weights=aff, grid=ctx.grid)
-        v = view.split_heads(view.linear_part(view.norm1(x), 'v'))[:, :, ctx.num_prefix:]
+        y = view.norm1(x)
+        ctx.keep_site(ctx.index, 'ln_1', y)
+        v = view.linear_part(y, 'v')
+        ctx.keep_site(ctx.index, 'v', v)
+        v = view.split_heads(v)[:, :, ctx.num_prefix:]
         value_grid = tuple(aff.value_grid or ctx.grid)
         if value_grid != tuple(ctx.grid):
             b, h, _, d = v.shape

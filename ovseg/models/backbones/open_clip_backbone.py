@@ -128,22 +128,34 @@ class OpenCLIPBackbone(BaseModule):
             self._submodule(prefix).train(mode)
         return self
 
-    def forward(self, x, token_layers=None, with_global=None, external=None):
+    def forward(self, x, token_layers=None, with_global=None, external=None, head=True):
         """(B, 3, H, W) normalised images -> :class:`DenseFeatures` (H, W multiples of ``stride``).
 
         ``external`` (ViT): inputs of strategies that take them, e.g. ``{'affinity': Affinity(...)}``.
+        ``head=False`` (ViT): ``dense`` holds the tokens after the last block, before the tower head
+        (``ln_post`` and ``proj``), for methods that mix them first (Trident); :meth:`project_dense` applies
+        the head later.
         """
         token_layers = self.token_layers if token_layers is None else tuple(token_layers)
         with_global = self.with_global if with_global is None else with_global
         if self.kind == 'vit':
             return vit_dense_forward(self.clip.visual, x, token_layers, with_global, external=external,
-                                     pos_mode=self.pos_mode, strategies=self._strategies)
-        if external:
+                                     pos_mode=self.pos_mode, strategies=self._strategies, head=head)
+        if external or not head:
             raise ValueError(f'external inputs are read by ViT attention strategies; this is a {self.kind} tower.')
         forward = {'resnet': resnet_dense_forward, 'convnext': convnext_dense_forward}[self.kind]
         if self.kind == 'convnext' and not token_layers:
             token_layers = ('res2', 'res3', 'res4', 'res5')
         return forward(self.clip.visual, x, token_layers, with_global)
+
+    def project_dense(self, dense):
+        """ViT only: (B, D, h, w) tokens before the tower head -> (B, C, h, w) through ``ln_post`` and
+        ``proj`` (what ``head=True`` applies inside :meth:`forward`)."""
+        if self.kind != 'vit':
+            raise NotImplementedError('project_dense is defined for ViT towers only.')
+        b, d, h, w = dense.shape
+        out = vit_tower(self.clip.visual).head_tokens(dense.flatten(2).transpose(1, 2))
+        return out.transpose(1, 2).reshape(b, -1, h, w)
 
     def project_pooled(self, feats):
         """ConvNeXt only: (N, C) pooled stage-4 features -> (N, E) through the CLIP head (FC-CLIP)."""

@@ -27,7 +27,7 @@ def to_grid(tokens, grid, num_prefix=1):
 
 
 def vit_dense_forward(visual, x, token_layers=(), with_global=False, attention=MASKCLIP_ATTENTION,
-                      external=None, pos_mode=None, strategies=None):
+                      external=None, pos_mode=None, strategies=None, head=True):
     """Run a ViT tower and return :class:`DenseFeatures`.
 
     Args:
@@ -42,6 +42,8 @@ def vit_dense_forward(visual, x, token_layers=(), with_global=False, attention=M
         external (dict, optional): inputs of strategies that take them (affinities, masks).
         pos_mode (str, optional): positional-embedding resize (:mod:`.pos_embed`); default the tower's.
         strategies (dict, optional): already built {block: strategy}; overrides ``attention``.
+        head (bool): apply the tower head (``ln_post``, ``proj``) to ``dense``; False returns the tokens
+            after the last block instead (B, D, h, w). Default True.
 
     Returns:
         DenseFeatures: ``dense`` (B, C, h, w) after the tower head, ``tokens`` / ``cls_tokens`` of the taps,
@@ -58,7 +60,8 @@ def vit_dense_forward(visual, x, token_layers=(), with_global=False, attention=M
         cls, tokens[name] = to_grid(value, grid, prefix)
         if cls is not None:
             cls_tokens[name] = cls
-    _, dense = to_grid(tower.head_tokens(result.tokens), result.grid, result.num_prefix)
+    tokens_out = tower.head_tokens(result.tokens) if head else result.tokens
+    _, dense = to_grid(tokens_out, result.grid, result.num_prefix)
     global_feat = tower.pool(result.plain) if with_global else None
     return DenseFeatures(dense=dense, tokens=tokens, global_feat=global_feat, cls_tokens=cls_tokens)
 

@@ -184,14 +184,23 @@ class SAMPredictor(PromptPredictor):
         Returns:
             SAMImage
         """
+        x, input_size, original_size = self.prepare_image(image)
+        return SAMImage(embedding=self.model.image_encoder(x), input_size=input_size,
+                        original_size=original_size)
+
+    def prepare_image(self, image):
+        """SamPredictor's preprocessing: (H, W, 3) uint8 RGB -> the encoder input (1, 3, S, S) (long side
+        resized to S with PIL, SAM's normalisation, zero padding), the resized (h, w) and the original (H, W).
+
+        For callers that run the encoder their own way on the same input (Trident's aggregation reads the
+        last block's attention in that pass) and build the :class:`SAMImage` from its output.
+        """
         array = np.ascontiguousarray(image.cpu().numpy() if torch.is_tensor(image) else image)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(f'SAM expects an (H, W, 3) uint8 RGB image, got {array.shape} {array.dtype}.')
         resized = self.transform.apply_image(array)
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        embedding = self.model.image_encoder(self.model.preprocess(x))
-        return SAMImage(embedding=embedding, input_size=tuple(x.shape[-2:]),
-                        original_size=tuple(array.shape[:2]))
+        return self.model.preprocess(x), tuple(x.shape[-2:]), tuple(array.shape[:2])
 
     def encode(self, images):
         """Image encoder on a batch already in SAM's input frame: (B, 3, S, S) normalised with

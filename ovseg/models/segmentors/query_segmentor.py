@@ -97,12 +97,17 @@ class OVQuerySegmentor(PrecisionMixin, BaseSegmentor):
         """(N, 3, h, w) windows -> (N, Q, h, w) float32 cosine logits of every query at window size."""
         return self.window_logits(inputs, pad=False)
 
+    @property
+    def pad_multiple(self):
+        """Side multiple that ``crop_pad='symmetric'`` pads a window to (the backbone's patch size)."""
+        return self.backbone.stride
+
     def window_logits(self, crops, pad=True):
         """Cosine logits of crops, upsampled to the crop size (padding per ``crop_pad`` when ``pad``)."""
         height, width = crops.shape[-2:]
         left, right, top, bottom = 0, 0, 0, 0
         if pad and self.crop_pad == 'symmetric':
-            left, right, top, bottom = symmetric_pad(height, width, self.backbone.stride)
+            left, right, top, bottom = symmetric_pad(height, width, self.pad_multiple)
             if left or right or top or bottom:
                 crops = F.pad(crops, (left, right, top, bottom))
         logits = self.lowres_logits(crops)

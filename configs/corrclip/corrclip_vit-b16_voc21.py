@@ -1,0 +1,18 @@
+# CorrCLIP ViT-B/16 (MetaCLIP) + DINO ViT-B/8 + SAM 2 proposals, training-free, on PASCAL VOC 21: short side 336,
+# slide 336 / 112. Protocol of zdk258/CorrCLIP@103bc18 CorrCLIPv1/configs/cfg_voc21.py.
+_base_ = [
+    '../_base_/models/corrclip_vit-b16.py', '../_base_/datasets/voc21.py',
+    '../_base_/default_runtime.py'
+]
+# CorrCLIP's released SAM 2 label maps (region_masks.zip of huggingface.co/datasets/dk258/CorrCLIP) under data/.
+model = dict(vocabulary='corrclip_voc21', prob_thd=0.2,
+             proposals=dict(type='PrecomputedLabelMaps', root='data/region_masks/voc'))
+# The original's test pipeline: short side 336 (long side at most 2048); labels at full size.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 336), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+val_dataloader = test_dataloader

@@ -1,0 +1,25 @@
+# Trident, CLIP ViT-B/16 (OpenAI) + DINO ViT-B/16 + SAM ViT-B, training-free, on PASCAL Context 60:
+# short side 672, splice windows 336 / 224. Every setting with its source: configs/trident/README.md.
+# Model settings: Trident configs/base_config.py defaults (its cfg_context60.py is in no stored copy)
+# [unverified].
+# prob_thd 0.15: ProxyCLIP's value for this dataset (Trident's code base; Trident's own for VOC-21).
+_base_ = [
+    '../_base_/models/trident_vit-b16.py', '../_base_/datasets/pc60.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(
+    vocabulary='sclip_pc60', prob_thd=0.15)
+# Test pipeline: short side 672 (long side at most 2048); labels at full size. Trident's cfg_*.py test
+# scales are in no stored copy: VOC 672 and Cityscapes 688 as ovseg's configs/sam_clip/README.md records
+# Trident's scales, 672 elsewhere [unverified].
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 672), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+val_dataloader = test_dataloader
+data_source = dict(
+    resize='short side 672, mmseg Resize keep_ratio (cv2 bilinear); Trident\'s cfg test scale, '
+           'unverified: see configs/trident/README.md')
