@@ -86,3 +86,16 @@ def test_bad_vocabularies(backbone, bad):
 def test_bad_templates():
     with pytest.raises(ValueError):
         OVTextClassifier(templates=['no placeholder'])
+
+
+def test_cost_is_announced_before_encoding_and_not_on_a_hit(backbone, tmp_path, monkeypatch):
+    import ovseg.models.text_encoders.text_classifier as module
+    said = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, **kw: said.append(msg))
+    clf = OVTextClassifier(templates=['a {}.', 'the {}.'], cache_dir=str(tmp_path))
+    clf(backbone, ['cat', 'dog|puppy'])
+    assert len(said) == 1 and 'encoding 6 prompts (3 names x 2 templates)' in said[0] and str(tmp_path) in said[0]
+    OVTextClassifier(templates=['a {}.', 'the {}.'], cache_dir=str(tmp_path))(backbone, ['cat', 'dog|puppy'])
+    assert len(said) == 1  # a disk-cache hit encodes nothing
+    OVTextClassifier(templates=['a {}.'], cache_dir=None)(backbone, ['cat'])
+    assert 'not cached' in said[-1]

@@ -31,13 +31,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
-import torch
-from mmseg.structures import SegDataSample
-
-from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
-from ovseg.registry import MODELS
-from ovseg.utils.stage_timer import StageTimer
 
 DEFAULT_CONFIG = 'configs/trident/trident_vit-b16_voc21.py'
 STAGES = {'CLIP': ('backbone',), 'DINO': ('vfm',), 'splice': ('splice',), 'SAM encoder': ('sam_encoder',),
@@ -58,6 +51,9 @@ def parse_args(argv=None):
 
 
 def build(config):
+    import torch
+    from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
+    from ovseg.registry import MODELS
     cfg = load_config(config)
     strip_weight_sources(cfg.model)
     set_text_templates(cfg.model, 'single')
@@ -70,6 +66,9 @@ def build(config):
 def make_input(model, cfg, shape):
     """The photo at ``shape`` through the config's test resize and the model's preprocessor, and its sample
     (``ori_img``: the refinement and SAM read the photo at its own size)."""
+    import numpy as np
+    import torch
+    from mmseg.structures import SegDataSample
     from PIL import Image
     from skimage.data import astronaut
     from mmcv.transforms import Compose
@@ -104,6 +103,8 @@ def _rss_mib(field):
 
 def measure_once(model, x, sample, precision):
     """One timed ``predict``: (seconds, {stage: ms}, peak growth MiB)."""
+    import torch
+    from ovseg.utils.stage_timer import StageTimer
     model.precision = precision
     timer = StageTimer(model, 'cpu')
     base = _rss_mib('VmRSS')
@@ -122,6 +123,8 @@ def measure_once(model, x, sample, precision):
 
 def synthetic_probs(num_classes, shape, seed=0, sigma=14.0, scale=40.0):
     """(C, H, W) confident class probabilities: softmax of ``scale`` x smooth random fields."""
+    import numpy as np
+    import torch
     from scipy.ndimage import gaussian_filter
     rng = np.random.default_rng(seed)
     fields = np.stack([gaussian_filter(rng.standard_normal(shape), sigma) for _ in range(num_classes)])
@@ -131,6 +134,7 @@ def synthetic_probs(num_classes, shape, seed=0, sigma=14.0, scale=40.0):
 
 def measure_refinement(model, sample, precision):
     """The refinement alone on a confident synthetic map: (ms, regions)."""
+    import torch
     model.precision = precision
     original = sample.metainfo['ori_img']
     with torch.no_grad():
@@ -143,6 +147,7 @@ def measure_refinement(model, sample, precision):
 
 
 def run(args):
+    import torch
     model, cfg = build(args.config)
     x, sample = make_input(model, cfg, tuple(args.image))
     windows = len(model.splicer.windows(model.splicer.resize(x))[1])
@@ -181,6 +186,7 @@ def format_report(r):
 
 
 def main(argv=None):
+    import torch
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

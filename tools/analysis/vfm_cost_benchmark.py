@@ -30,13 +30,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-import torch
-from mmseg.structures import SegDataSample
-
-from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
-from ovseg.registry import MODELS
-from ovseg.utils.stage_timer import StageTimer
 
 CONFIGS = {'maskclip': 'configs/maskclip/maskclip_vit-b16_voc21.py',
            'proxyclip': 'configs/proxyclip/proxyclip_vit-b16_voc21.py',
@@ -58,6 +51,9 @@ def parse_args(argv=None):
 
 
 def build(method, label_dir):
+    import torch
+    from ovseg.apis.inferencer import load_config, set_text_templates, strip_weight_sources
+    from ovseg.registry import MODELS
     cfg = load_config(CONFIGS[method])
     strip_weight_sources(cfg.model)
     set_text_templates(cfg.model, 'single')
@@ -71,6 +67,9 @@ def build(method, label_dir):
 
 def make_input(model, shape, label_dir, name):
     """The preprocessed photo at ``shape``, its data sample and (CorrCLIP) its label map on disk."""
+    import numpy as np
+    import torch
+    from mmseg.structures import SegDataSample
     from skimage.data import astronaut
     from PIL import Image
     image = np.asarray(Image.fromarray(astronaut()).resize((shape[1], shape[0]), Image.BICUBIC))
@@ -103,6 +102,8 @@ def _rss_mib(field):
 
 def measure_once(model, x, sample, mode, precision):
     """One timed ``predict``: (seconds, {stage: ms}, peak growth MiB)."""
+    import torch
+    from ovseg.utils.stage_timer import StageTimer
     model.test_cfg['mode'], model.precision = mode, precision
     timer = StageTimer(model, 'cpu')
     base = _rss_mib('VmRSS')
@@ -120,6 +121,7 @@ def measure_once(model, x, sample, mode, precision):
 
 
 def run(args):
+    import torch
     label_dir = tempfile.mkdtemp(prefix='ovseg_vfm_cost_')
     models = {m: build(m, label_dir) for m in args.methods}
     inputs = {}
@@ -178,6 +180,7 @@ def format_report(r):
 
 
 def main(argv=None):
+    import torch
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

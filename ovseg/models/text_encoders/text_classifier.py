@@ -1,10 +1,12 @@
 """Class text embeddings: vocabulary x templates -> (S, C), batched, trimmed and cached on disk."""
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 
 from ovseg.models.text_encoders.text_cache import TextEmbeddingCache, cache_key, weights_fingerprint
 from ovseg.registry import MODELS
@@ -117,11 +119,20 @@ class OVTextClassifier(nn.Module):
             if cached is not None and cached.shape[0] == len(synonyms):
                 return cached
         prompts = [t.format(s) for s in synonyms for t in self.templates]
+        self._announce(len(synonyms), key)
         emb = self.encode_prompts(backbone, prompts).view(len(synonyms), len(self.templates), -1)
         emb = F.normalize(emb.mean(dim=1), dim=-1)
         if key is not None:
             self.cache.save(key, emb)
         return emb
+
+    def _announce(self, num_synonyms, key):
+        """Say what the text tower is about to encode (minutes on a CPU for a large vocabulary)."""
+        count = num_synonyms * len(self.templates)
+        where = (f'cached in {self.cache.root} for the next run' if key is not None else
+                 'not cached: the cache is off (cache_dir=None; random-weight runs switch it off)')
+        print_log(f'ovseg: encoding {count} prompts ({num_synonyms} names x {len(self.templates)} templates) '
+                  f'with the CLIP text tower, {where}', logger='current', level=logging.INFO)
 
     def forward(self, backbone, vocabulary):
         """Embed a vocabulary (anything :func:`ovseg.text.load_vocabulary` accepts) -> ClassEmbeddings."""
