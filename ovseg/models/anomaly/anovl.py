@@ -106,6 +106,9 @@ class AnoVLHead(nn.Module):
         adapter (dict, optional): ``AnoVLTestTimeAdapter`` config; None = training-free. Default None.
     """
 
+    timed_stages = (('text_features', None), ('encode_tokens', None), ('adapt', None),  # StageTimer
+                    ('score_tokens', None), ('image_scores', None))
+
     def __init__(self, prompts=dict(type='AnoVLStatePrompts'), layer=-1, num_dual=None, temperature=1.0,
                  smooth_kernel=3, align_corners=True, augment_views=True, view_batch=22, plain_softmax=True,
                  adapter=None):

@@ -269,6 +269,8 @@ class MuScHead(nn.Module):
 
     needs_category_batch = True
 
+    timed_stages = (('extract', None),)  # StageTimer
+
     def __init__(self, layers=(5, 11, 17, 23), r_list=(1, 3, 5), topmin_min=0.0, topmin_max=0.3,
                  rscin_k=(1, 2, 3), extract_batch=8, chunk_elements=1 << 24, feature_device=None):
         super().__init__()

@@ -124,6 +124,8 @@ class WinCLIPHead(nn.Module):
         window_batch (int): windows per transformer call. Default 2048.
     """
 
+    timed_stages = (('text_embeddings', None), ('encode_images', None), ('score', None))  # StageTimer
+
     def __init__(self, scales=(2, 3), temperature=0.07, prompts=dict(type='AnomalyStatePrompts'),
                  window_batch=2048):
         super().__init__()

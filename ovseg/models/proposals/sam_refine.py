@@ -73,6 +73,10 @@ class RefineResult:
     failed_union: Optional[torch.Tensor] = None
     sam_image: Optional[SAMImage] = None
 
+    def stage_count(self):
+        """StageTimer's count of this output: ('sam_refine_regions', number of prompted regions)."""
+        return 'sam_refine_regions', len(self.regions)
+
 
 def merge_refinement(mask_logits, classes, probs, seg_pred, failed_union=None, failed_rule='max_prob'):
     """Merge kept SAM masks with the coarse probabilities (Trident's two merge steps).
@@ -176,6 +180,8 @@ class SAMRefiner(nn.Module):
         image_multiple (int): SAM's image is resized to sides rounded up to a multiple of it (Trident:
             16, its CLIP patch size); 1 leaves it as it is. Default 16.
     """
+
+    timed_stages = (('refine_and_pack', 'sam_refiner'), ('prompt_regions', None))  # StageTimer
 
     def __init__(self, sam=dict(type='SAMPredictor', arch='vit_b'), coarse_thresh=0.1, minimal_area=225,
                  mask_coeff=0.005, iou_thresh=0.8, down_ratio=2, prompt_batch=32, failed_rule='reference',

@@ -46,6 +46,8 @@ class CorrCLIPSegmentor(OVQuerySegmentor):
         **kwargs: :class:`OVQuerySegmentor` arguments (``backbone`` a ``CorrCLIPBackbone``).
     """
 
+    timed_stages = (('label_maps', 'proposals'),)  # StageTimer
+
     def __init__(self, vfm=dict(type='VFMBackbone', model_name='dino_vitb8', feature='q+k'),
                  proposals=dict(type='GeneratedLabelMaps'), tau=4.0, dbscan_eps=0.2, dbscan_min_samples=1,
                  merge_offset=10000, pad_value=10000, map_correction=True, pad_multiple=56,

@@ -53,6 +53,9 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         data_preprocessor (dict): ``SegDataPreProcessor`` config with CLIP mean/std, RGB.
     """
 
+    timed_stages = (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample'))  # StageTimer
+    merged_children = ('head',)  # the similarity head's time is part of head_rules
+
     def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
                  head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,
                  test_cfg=dict(mode='whole'), precision='fp32', data_preprocessor=None, init_cfg=None,

@@ -43,6 +43,8 @@ class SAMProposalSegmentor(OVSegmentor):
         **kwargs: :class:`OVSegmentor` arguments (backbone, vocabulary, refiner, background, test_cfg, ...).
     """
 
+    timed_stages = (('classify_masks', 'mask_classify'),)  # StageTimer
+
     def __init__(self, proposals=dict(type='SAMAutomaticProposals'), overlap='mean', **kwargs):
         super().__init__(**kwargs)
         if overlap not in OVERLAP_RULES:

@@ -71,6 +71,9 @@ class TridentSegmentor(OVQuerySegmentor):
             ``data_preprocessor``).
     """
 
+    timed_stages = (('splice_features', 'splice'), ('classify', 'classify'),  # StageTimer
+                    ('refine_prediction', 'refinement'))
+
     def __init__(self, vfm=dict(type='VFMBackbone', model_name='dino_vitb16', feature='norm'),
                  sam_refiner=dict(type='SAMRefiner'), aggregator=dict(type='SAMCorrelationAggregator'),
                  sam_refinement=True, sam_splits=1, beta=1.2, gamma=3.0, clip_mean=OPENAI_CLIP_MEAN,

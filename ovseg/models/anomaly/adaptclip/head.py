@@ -84,6 +84,8 @@ class AdaptCLIPHead(nn.Module):
 
     uses_references = True
 
+    timed_stages = (('text_features', None), ('encode_images', None), ('score', None))  # StageTimer
+
     def __init__(self, text_width, embed_dim, n_ctx=12, features=(6, 12, 18, 24), vv_blocks=19, vl_reduction=4,
                  pq_mid_dim=128, pq_context=True, pq_topk=10, temperature=0.07, sigma=4.0, fusion='average_mean',
                  prompts=dict(type='AnomalyStatePrompts', prompt_set='winclip', normalize_prompts=False),

@@ -69,6 +69,8 @@ class AnomalyCLIPHead(nn.Module):
         states (Sequence[str]): (normal, anomalous) templates. Default ('{}', 'damaged {}').
     """
 
+    timed_stages = (('text_features', None), ('encode_images', None), ('score', None))  # StageTimer
+
     def __init__(self, text_width, n_ctx=12, text_depth=9, text_n_ctx=4, features=(6, 12, 18, 24), vv_blocks=19,
                  temperature=0.07, sigma=4.0, lam=4.0, fp16_deep_prompts=True, class_word='object',
                  states=OBJECT_STATES):
