@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ovseg.models.anomaly.adaptclip.adapters import PromptQueryAdapter, TextualAdapter, VisualAdapter, pq_fusion
+from ovseg.models.anomaly.adaptclip.means import arithmetic_mean, harmonic_mean
 from ovseg.models.anomaly.anomalyclip.losses import binary_dice_loss, probability_focal_loss
 from ovseg.models.anomaly.anomalyclip.smoothing import gaussian_filter2d
 from ovseg.models.anomaly.anomalyclip.text_encoder import encode_learned_prompts, text_tower
@@ -36,17 +38,6 @@ from ovseg.models.anomaly.nearest_reference import bank_bytes, nearest_reference
 from ovseg.models.anomaly.value_value_attention import dual_path_transformer, embed_tokens, project_tokens
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
-from .adapters import PromptQueryAdapter, TextualAdapter, VisualAdapter, pq_fusion
-
-
-def harmonic_mean(tensors):
-    """Elementwise ``n / sum(1 / x)`` of same-shaped tensors (no epsilon, as the original)."""
-    stacked = torch.stack(list(tensors))
-    return stacked.shape[0] / (1.0 / stacked).sum(dim=0)
-
-
-def arithmetic_mean(tensors):
-    return torch.stack(list(tensors)).mean(dim=0)
 
 
 @MODELS.register_module()
