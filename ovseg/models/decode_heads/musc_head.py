@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ovseg.models.anomaly.musc import musc_scores, vit_block_tokens
+from ovseg.models.anomaly.musc import min_images, musc_scores, vit_block_tokens
 from ovseg.models.utils.precision import float32_region
 from ovseg.registry import MODELS
 
