@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from ovseg.models.backbones.corrclip_affinity import (mask_class_layout, merge_regions, nearest_labels,
                                                       restricted_affinity)
 from ovseg.models.proposals.label_maps import map_correction
-from ovseg.models.proposals.sam_refine import images_from_inputs
 from ovseg.models.segmentors.query_segmentor import OVQuerySegmentor, symmetric_pad
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.models.utils.vfm_input import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_to_vfm_input
 from ovseg.registry import MODELS

@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from ovseg.models.proposals.mask_pooling import (OVERLAP_RULES, mask_cell_weights,
                                                  masks_to_scores, pool_features)
-from ovseg.models.proposals.sam_refine import images_from_inputs
 from ovseg.models.segmentors.ov_segmentor import OVSegmentor, _pair
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.seg_results import pack_seg_results
 from ovseg.models.utils.sliding_window import window_boxes
 from ovseg.registry import MODELS

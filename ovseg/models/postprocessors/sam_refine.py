@@ -1,4 +1,6 @@
-"""Trident-style SAM refinement of a coarse open-vocabulary class map.
+"""Trident-style SAM refinement of a coarse open-vocabulary class map: the final post-processor of the
+class probabilities (``OVSegmentor(sam_refiner=...)``, ``TridentSegmentor``), after any score-map
+post-processor (PAMR) and before packing.
 
 Call graph::
 
@@ -33,6 +35,7 @@ from mmengine.structures import PixelData
 from ovseg.models.proposals.coarse_regions import (CoarseRegions, RegionPrompts, build_region_prompts,
                                                    find_coarse_regions)
 from ovseg.models.proposals.sam import SAMImage
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.seg_results import pack_seg_results
 from ovseg.registry import MODELS
 
@@ -132,19 +135,6 @@ def packing_scores(result, probs):
     if disagree.any() and result.stage1_logits is not None:
         scores = torch.where(disagree[None], result.stage1_logits, scores)
     return scores
-
-
-def images_from_inputs(inputs, data_preprocessor=None):
-    """Undo ``SegDataPreProcessor`` normalisation: (B, 3, H, W) -> (B, H, W, 3) uint8 RGB.
-
-    mmcv loads BGR images, so the inputs are RGB exactly when the preprocessor converted channels.
-    """
-    x = inputs.float()
-    if data_preprocessor is not None and getattr(data_preprocessor, '_enable_normalize', False):
-        x = x * data_preprocessor.std.to(x) + data_preprocessor.mean.to(x)
-    if data_preprocessor is not None and not getattr(data_preprocessor, 'channel_conversion', True):
-        x = x.flip(1)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 @MODELS.register_module()
