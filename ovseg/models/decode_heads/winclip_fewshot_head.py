@@ -17,7 +17,8 @@ Reference behaviour (anomalib 2.7.0 ``WinClipModel`` with ``k_shot > 0``: ``setu
    score + max of the few-shot map) / 2; the map is upsampled bilinearly to the input size.
 
 Without a memory the head is the zero-shot :class:`WinCLIPHead`. The bank search runs in chunks
-(:mod:`ovseg.models.anomaly.nearest_reference`), so memory is bounded for any k (:meth:`WinCLIPFewShotHead.memory_bytes`).
+(:mod:`ovseg.models.anomaly.nearest_reference`), so memory is bounded for any k
+(:meth:`WinCLIPFewShotHead.memory_bytes`).
 """
 import torch
 import torch.nn.functional as F
