@@ -1,17 +1,23 @@
 """Per-stage inference time of any ovseg segmentor: module forwards and selected methods, exclusive.
 
-Stages of a model (:func:`stage_plan`):
+Stages of a model (:func:`stage_plan`) come from declarations on the classes themselves, read along each
+instance's MRO (a subclass adds to its bases' declarations and may relabel one of their methods):
 
 - every top-level child module (``data_preprocessor``, ``backbone``, ``refiner``, ``sam_refiner``,
   ``proposals``, ``pixel_decoder``, ``transformer_decoder``, ``out_vocab_classifier``, ``head``, ...),
-  timed with forward pre/post hooks, except those listed in ``MERGED_CHILDREN``;
-- nested modules of the classes in ``NESTED_STAGES`` (FC-CLIP's in-vocabulary classifier, SAM's image
-  encoder), named by their dotted path (``transformer_decoder.class_head``,
-  ``proposals.sam.model.image_encoder``);
-- the methods in ``STAGE_METHODS`` (by the class name of their owner, subclasses included), wrapped on
-  the instance: named as given for the model's own methods (OVSegmentor ``head_rules`` = similarity head
-  + softmax + test-time rules, ``upsample`` = the rest of ``encode_decode``), else
-  ``<module path>.<method>`` (``head.encode_images``).
+  timed with forward pre/post hooks, except the names in the model's ``merged_children`` (their time stays
+  in a method stage: OVSegmentor's ``head`` is part of ``head_rules``);
+- nested modules whose class sets ``timed_as_stage = True`` (FC-CLIP's in-vocabulary classifier), and the
+  submodules an owner names in ``stage_submodules`` (for classes we do not own: SAM's ``ImageEncoderViT``
+  is declared by ``SAMPredictor`` and ``SAMEncoderBackbone``), named by their dotted path
+  (``transformer_decoder.class_head``, ``proposals.sam.model.image_encoder``);
+- the methods in a class's ``timed_stages`` (``(method, stage name or None)`` pairs), wrapped on the
+  instance: named as given for the model's own methods (OVSegmentor ``head_rules`` = similarity head +
+  softmax + test-time rules, ``upsample`` = the rest of ``encode_decode``), else ``<module path>.<method>``
+  (``head.encode_images``).
+
+A stage's output whose class defines ``stage_count(self) -> (name, count)`` adds ``count`` to
+``counts[name]`` (``MaskProposals``: ``sam_proposals``; ``RefineResult``: ``sam_refine_regions``).
 
 Times are exclusive: a stage running inside another is not counted again in the outer one, so the
 stages of one call never sum to more than its wall time.
@@ -28,31 +34,6 @@ from collections import defaultdict
 
 import torch
 
-# Methods timed as stages, by the class name of their owner: (method, stage name or None for
-# '<module path>.<method>').
-STAGE_METHODS = {
-    'OVSegmentor': (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample')),
-    'SAMProposalSegmentor': (('classify_masks', 'mask_classify'),),
-    'CorrCLIPSegmentor': (('label_maps', 'proposals'),),
-    'TridentSegmentor': (('splice_features', 'splice'), ('classify', 'classify'), ('refine_prediction', 'refinement')),
-    'SAMCorrelationAggregator': (('correlation', 'sam_encoder'), ('accumulate', 'sam_weights')),
-    'SAMRefiner': (('refine_and_pack', 'sam_refiner'), ('prompt_regions', None)),
-    'FCCLIPSegmentor': (('postprocess', 'postprocess'),),
-    'WinCLIPHead': (('text_embeddings', None), ('encode_images', None), ('score', None)),
-    'AnoVLHead': (('text_features', None), ('encode_tokens', None), ('adapt', None), ('score_tokens', None),
-                  ('image_scores', None)),
-    'MuScHead': (('extract', None),),
-    'AnomalyCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
-    'AdaptCLIPHead': (('text_features', None), ('encode_images', None), ('score', None)),
-}
-# Top-level children whose time stays in a method stage (OVSegmentor's head is part of head_rules).
-MERGED_CHILDREN = {'OVSegmentor': ('head',)}
-# Nested modules timed as stages of their own, by class name.
-NESTED_STAGES = ('FCCLIPInVocabClassifier', 'ImageEncoderViT')
-# Stage outputs counted (work that depends on the data and the weights): output class -> (name, count).
-COUNTERS = {'MaskProposals': ('sam_proposals', len),
-            'RefineResult': ('sam_refine_regions', lambda result: len(result.regions))}
-
 
 def sync(device):
     """Wait for the device's queued work (CUDA); nothing on the CPU."""
@@ -60,8 +41,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def _class_names(obj):
-    return [k.__name__ for k in type(obj).__mro__]
+def _declared(obj, attr):
+    """The entries of class attribute ``attr`` along ``type(obj)``'s MRO, most derived first."""
+    return [entry for cls in type(obj).__mro__ for entry in vars(cls).get(attr, ())]
+
+
+def _stage_module_ids(model):
+    """ids of the nested modules timed as stages: flagged classes and owners' ``stage_submodules``."""
+    ids = set()
+    for module in model.modules():
+        if getattr(module, 'timed_as_stage', False):
+            ids.add(id(module))
+        for sub in _declared(module, 'stage_submodules'):
+            ids.add(id(module.get_submodule(sub)))
+    return ids
 
 
 def stage_plan(model):
@@ -70,18 +63,18 @@ def stage_plan(model):
     Returns:
         tuple: modules ``[(stage name, module)]`` and methods ``[(stage name, owner, method name)]``.
     """
-    merged = {c for n in _class_names(model) for c in MERGED_CHILDREN.get(n, ())}
+    merged = set(_declared(model, 'merged_children'))
     modules = [(name, child) for name, child in model.named_children() if name not in merged]
+    nested = _stage_module_ids(model)
     methods = []
     for path, module in model.named_modules():
-        if path and any(n in NESTED_STAGES for n in _class_names(module)):
+        if path and id(module) in nested:
             modules.append((path, module))
         seen = set()
-        for cls_name in _class_names(module):
-            for method, label in STAGE_METHODS.get(cls_name, ()):
-                if method not in seen and hasattr(module, method):
-                    seen.add(method)
-                    methods.append((label or (f'{path}.{method}' if path else method), module, method))
+        for method, label in _declared(module, 'timed_stages'):
+            if method not in seen and hasattr(module, method):
+                seen.add(method)
+                methods.append((label or (f'{path}.{method}' if path else method), module, method))
     return modules, methods
 
 
@@ -128,9 +121,10 @@ class StageTimer:
         self.calls[name] += 1
         if self._stack:
             self._stack[-1][2] += elapsed
-        counter = COUNTERS.get(type(output).__name__)
+        counter = getattr(type(output), 'stage_count', None)
         if counter is not None:
-            self.counts[counter[0]] += counter[1](output)
+            key, count = counter(output)
+            self.counts[key] += count
 
     def _wrap(self, name, fn):
         def timed(*args, **kwargs):

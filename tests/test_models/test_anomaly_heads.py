@@ -6,8 +6,8 @@ from mmseg.structures import SegDataSample
 
 from ovseg.datasets.anomaly.synthetic import _texture, synthetic_sample
 from ovseg.evaluation.anomaly import auroc
-from ovseg.models.anomaly import (WinCLIPHead, anomaly_probability, harmonic_aggregation, musc_scores,
-                                  rscin, window_masks)
+from ovseg.models.anomaly import anomaly_probability, harmonic_aggregation, musc_scores, rscin, window_masks
+from ovseg.models.decode_heads import WinCLIPHead
 from ovseg.registry import MODELS
 from ovseg.testing import CLIP_MEAN_255, CLIP_STD_255, tiny_clip_arch
 

@@ -7,7 +7,7 @@ with gradients (training) it always recomputes, and ``train()`` drops the cache.
 import pytest
 import torch
 
-import ovseg.models.anomaly.anomalyclip.head as head_module
+import ovseg.models.decode_heads.anomalyclip_head as head_module
 from ovseg.registry import MODELS
 from ovseg.testing import tiny_clip_arch
 

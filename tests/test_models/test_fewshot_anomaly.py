@@ -5,7 +5,8 @@ from mmengine.registry import init_default_scope
 from mmseg.structures import SegDataSample
 
 from ovseg.datasets.anomaly import make_mvtec_like
-from ovseg.models.anomaly import WinCLIPFewShotHead, WinCLIPHead, nearest_reference
+from ovseg.models.anomaly import nearest_reference
+from ovseg.models.decode_heads import WinCLIPFewShotHead, WinCLIPHead
 from ovseg.registry import MODELS
 from ovseg.testing import CLIP_MEAN_255, CLIP_STD_255, tiny_clip_arch
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg.models.anomaly import WinCLIPHead
+from ovseg.models.decode_heads import WinCLIPHead
 from ovseg.registry import MODELS
 from ovseg.testing import EPS32, assert_close, det_state_dict_for, parity_dir
 

@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg.models.anomaly.anomalyclip import AnomalyCLIPHead, gaussian_filter2d
+from ovseg.models.anomaly.anomalyclip import gaussian_filter2d
+from ovseg.models.decode_heads import AnomalyCLIPHead
 from ovseg.models.anomaly.value_value_attention import resize_pos_embed
 from ovseg.registry import MODELS
 from ovseg.testing import EPS32, assert_close, det_state_dict_for, load_detweights, parity_dir

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg.models.anomaly.anovl import AnoVLHead, AnoVLStatePrompts
+from ovseg.models.anomaly.anovl import AnoVLStatePrompts
+from ovseg.models.decode_heads import AnoVLHead
 from ovseg.models.anomaly.anovl_views import NUM_VIEWS, anovl_views
 from ovseg.registry import MODELS
 from ovseg.testing import (CLIP_MEAN_255, CLIP_STD_255, EPS32, assert_close, det_state_dict_for, load_tool, parity_dir,

@@ -25,7 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovseg.models.proposals import SAMRefiner, packing_scores
+from ovseg.models.postprocessors import SAMRefiner, packing_scores
 from ovseg.testing import (assert_close, assert_equal_away_from_ties, det_state_dict_for, parity_dir,
                            threshold_margin, tolerance_for, top2_margin)
 

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg.models.anomaly import WinCLIPFewShotHead, nearest_reference
+from ovseg.models.anomaly import nearest_reference
+from ovseg.models.decode_heads import WinCLIPFewShotHead
 from ovseg.registry import MODELS
 from ovseg.testing import assert_close, assert_equal_away_from_ties, det_state_dict_for, parity_dir, tolerance_for
 

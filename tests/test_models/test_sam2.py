@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ovseg.models.backbones import WeightsUnavailableError
-from ovseg.models.proposals import (SAM2Predictor, SAMAutomaticProposals, SAMRefiner, build_region_prompts,
-                                    build_sam2_config)
+from ovseg.models.postprocessors import SAMRefiner
+from ovseg.models.proposals import SAM2Predictor, SAMAutomaticProposals, build_region_prompts, build_sam2_config
 from ovseg.models.proposals import hf_weights
 from ovseg.registry import MODELS
 from ovseg.testing import (assert_close, assert_equal_away_from_ties, assert_same_order, threshold_margin,

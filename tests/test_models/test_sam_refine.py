@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovseg.models.proposals import (RefineResult, SAMRefiner, find_coarse_regions, merge_refinement,
-                                   packing_scores)
-from ovseg.models.proposals.sam_refine import images_from_inputs
+from ovseg.models.postprocessors import RefineResult, SAMRefiner, merge_refinement, packing_scores
+from ovseg.models.proposals import find_coarse_regions
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.registry import MODELS
 from ovseg.testing import tiny_maskclip_cfg
 

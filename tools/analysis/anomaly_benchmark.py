@@ -92,7 +92,7 @@ def _measure(fn, device):
 
 
 def bench_winclip(args):
-    from ovseg.models.anomaly import WinCLIPHead
+    from ovseg.models.decode_heads import WinCLIPHead
     backbone, head = _backbone(args), WinCLIPHead()
     head.text_embeddings(backbone, ['object'])  # cached prompt ensemble, not timed
     images = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
@@ -111,7 +111,8 @@ def _warm_up(args):
 
 
 def bench_musc_one(args, n):
-    from ovseg.models.anomaly import MuScHead, memory_bound_bytes, musc_scores
+    from ovseg.models.anomaly import memory_bound_bytes, musc_scores
+    from ovseg.models.decode_heads import MuScHead
     _warm_up(args)
     if args.method == 'musc-scoring':  # the category's tokens are created inside the measured call
         layers = (args.layers or [4])[0]
@@ -139,7 +140,8 @@ def bench_musc_one(args, n):
 
 
 def _winclip_fewshot_inputs(k, gen, device):
-    from ovseg.models.anomaly import WinCLIPFewShotHead, window_masks
+    from ovseg.models.anomaly import window_masks
+    from ovseg.models.decode_heads import WinCLIPFewShotHead
     head, grid, width, dim = WinCLIPFewShotHead(), (15, 15), 896, 640
     windows = {s: window_masks(grid, s) for s in head.scales}
     memory = dict(patch=torch.randn(k * 225, width, generator=gen, device=device), grid=grid, num_references=k,
@@ -155,7 +157,7 @@ def _winclip_fewshot_inputs(k, gen, device):
 
 
 def _adaptclip_fewshot_inputs(k, gen, device):
-    from ovseg.models.anomaly.adaptclip import AdaptCLIPHead
+    from ovseg.models.decode_heads import AdaptCLIPHead
     head = AdaptCLIPHead(text_width=768, embed_dim=768).to(device).eval()
     grid, size, dim = (37, 37), (518, 518), 768
     banks = [head.bank(torch.randn(k, 1370, dim, generator=gen, device=device)) for _ in head.features]

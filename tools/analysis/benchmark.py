@@ -51,12 +51,7 @@ import time
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
-from mmseg.structures import SegDataSample
-
-from ovseg.apis.model_loading import set_text_templates, strip_weight_sources
-from ovseg.registry import MODELS
-from ovseg.utils.stage_timer import StageTimer, sync as _sync
+from mmengine.config import Config, DictAction  # light: mmseg and ovseg are imported where used (fast --help)
 
 SMALL_SIDE = 224
 # (width, height) of the reference image that the test pipeline's Resize is applied to.
@@ -98,6 +93,7 @@ def parse_args(argv=None):
 # ------------------------------------------------------------------------------------------ config
 def load_config(path, cfg_options=None, random_weights=False, templates=None):
     """Config with the overrides; weight sources stripped and text templates replaced on request."""
+    from ovseg.apis.model_loading import set_text_templates, strip_weight_sources
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -149,6 +145,7 @@ def resolve_shape(cfg, size='published', shape=None, small_side=SMALL_SIDE):
 
 def supports_precision(model_type):
     """Whether the registered class (or a base class) takes a ``precision`` argument."""
+    from ovseg.registry import MODELS
     cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
     return cls is not None and any('precision' in inspect.signature(k.__init__).parameters
                                    for k in cls.__mro__ if '__init__' in vars(k))
@@ -156,6 +153,7 @@ def supports_precision(model_type):
 
 def build_model(args, cfg=None):
     """Model from the config with the command-line overrides, in eval mode on ``args.device``."""
+    from ovseg.registry import MODELS
     if cfg is None:
         cfg = load_config(args.config, args.cfg_options, args.random_weights, args.templates)
     model_cfg = cfg.model
@@ -205,6 +203,7 @@ def random_batch(shape, device, seed=0, batch=1, image='random'):
     Args:
         image (str): 'random' (uniform noise) or 'natural' (:func:`natural_image`).
     """
+    from mmseg.structures import SegDataSample
     height, width = shape
     gen = torch.Generator().manual_seed(seed)
     meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width))
@@ -267,6 +266,7 @@ def text_call(model):
 
 
 def _time_text(model, device):
+    from ovseg.utils.stage_timer import sync as _sync
     fn = text_call(model)
     if fn is None:
         return None
@@ -287,6 +287,7 @@ def reference_shots(cfg):
 
 def _reference_memory(model, args, batch):
     """Few-shot models: build a memory of ``args.shots`` other photos, let ``batch`` use it; seconds."""
+    from ovseg.utils.stage_timer import sync as _sync
     if not args.shots or not hasattr(model, 'cache_memory'):
         return None
     extra = random_batch(args.shape, args.device, seed=1, batch=len(batch['inputs']) + args.shots,
@@ -305,6 +306,7 @@ def _reference_memory(model, args, batch):
 
 def run_benchmark(model, args):
     """Warm up, then time ``args.repeats`` batches; return the results dict (per-image figures)."""
+    from ovseg.utils.stage_timer import StageTimer, sync as _sync
     device, batch_size = args.device, args.batch
     text_s = _time_text(model, device)
     batch = random_batch(args.shape, device, batch=batch_size, image=args.image)

@@ -28,11 +28,7 @@ import platform
 import statistics
 import time
 
-import torch
-
-from ovseg.apis.model_loading import load_config, set_text_templates, strip_weight_sources
-from ovseg.models.backbones.vit_dense import vit_all_tokens
-from ovseg.registry import MODELS
+import torch  # light: ovseg is imported where used (fast --help)
 
 MASKCLIP = 'configs/maskclip/maskclip_vit-b16_ade150.py'
 DINOISER = 'configs/clip_dinoiser/clip_dinoiser_vit-b16_ade150.py'
@@ -57,6 +53,8 @@ def parse_args(argv=None):
 
 def build(config, device, compile=False):
     """A config's segmentor with random weights and one text template, eval, on ``device``."""
+    from ovseg.apis.model_loading import load_config, set_text_templates, strip_weight_sources
+    from ovseg.registry import MODELS
     cfg = load_config(config)
     strip_weight_sources(cfg.model)
     if compile:
@@ -68,11 +66,6 @@ def build(config, device, compile=False):
     return model
 
 
-def vit_forward(visual, x):
-    """The ViT's own forward for all tokens: embedding, blocks, ln_post, projection."""
-    return vit_all_tokens(visual, x)
-
-
 def _inference(model, mode, precision):
     def run(x):
         model.test_cfg['mode'] = mode
@@ -82,10 +75,14 @@ def _inference(model, mode, precision):
 
 
 def _vit(model, precision):
+    """The ViT's own forward for all tokens (embedding, blocks, ln_post, projection) under the segmentor's
+    autocast rule, as in its own backbone call."""
+    from ovseg.models.backbones.vit_dense import vit_all_tokens
+
     def run(x):
-        model.precision = precision  # the segmentor's autocast rule, as in its own backbone call
+        model.precision = precision
         with model._autocast(x.device):
-            return vit_forward(model.backbone.clip.visual, x)
+            return vit_all_tokens(model.backbone.clip.visual, x)
     return run
 
 

@@ -81,6 +81,8 @@ class SAMEncoderBackbone(BaseModule):
             to it (``ProxyCLIPSegmentor(vfm_input_size=(1024, 1024))``).
     """
 
+    stage_submodules = ('encoder',)  # StageTimer: segment-anything's ImageEncoderViT
+
     def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         predictor = MODELS.build(dict(type='SAMPredictor', arch=arch, checkpoint=checkpoint, image_size=image_size))

@@ -24,6 +24,8 @@ class FCCLIPInVocabClassifier(nn.Module):
         logit_scale_init (float): initial log scale. Default log(1 / 0.07).
     """
 
+    timed_as_stage = True  # StageTimer: a stage of its own inside the transformer decoder
+
     def __init__(self, hidden_dim=256, text_dim=768, num_layers=3, logit_scale_init=math.log(1 / 0.07)):
         super().__init__()
         self.pool_proj = nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, hidden_dim))

@@ -73,6 +73,8 @@ class FCCLIPSegmentor(PrecisionMixin, BaseSegmentor):
         data_preprocessor (dict): ``SegDataPreProcessor`` with CLIP mean/std (0-255), RGB.
     """
 
+    timed_stages = (('postprocess', 'postprocess'),)  # StageTimer
+
     def __init__(self, backbone, pixel_decoder, transformer_decoder, vocabulary, train_vocabulary=None,
                  thing_classes=None, text_classifier=dict(type='OVTextClassifier', templates='vild14'),
                  out_vocab_classifier=dict(type='FCCLIPOutVocabClassifier'), criterion=None,

@@ -48,6 +48,10 @@ class MaskProposals:
     def __len__(self):
         return int(self.iou.numel())
 
+    def stage_count(self):
+        """StageTimer's count of this output: ('sam_proposals', number of masks)."""
+        return 'sam_proposals', len(self)
+
     def select(self, index):
         """A new MaskProposals with rows ``index`` (bool mask or indices)."""
         return MaskProposals(*(getattr(self, f)[index] for f in ('masks', 'iou', 'stability', 'boxes',

@@ -129,6 +129,8 @@ class SAMPredictor(PromptPredictor):
         **arch_overrides: image-encoder settings (see :func:`build_sam_model`).
     """
 
+    stage_submodules = ('model.image_encoder',)  # StageTimer: segment-anything's ImageEncoderViT
+
     def __init__(self, arch='vit_b', checkpoint=None, image_size=1024, strict=True, prompt_dim=PROMPT_DIM,
                  **arch_overrides):
         super().__init__()

@@ -97,6 +97,8 @@ class SAMCorrelationAggregator(nn.Module):
         head_chunk (int): SAM heads whose attention is computed at once. Default 2.
     """
 
+    timed_stages = (('correlation', 'sam_encoder'), ('accumulate', 'sam_weights'))  # StageTimer
+
     def __init__(self, cos_fac=1.2, max_thresh=0.9, keep_negative=True, head_chunk=2):
         super().__init__()
         self.cos_fac, self.max_thresh = float(cos_fac), float(max_thresh)

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from ovseg.models.backbones.corrclip_affinity import (mask_class_layout, merge_regions, nearest_labels,
                                                       restricted_affinity)
 from ovseg.models.proposals.label_maps import map_correction
-from ovseg.models.proposals.sam_refine import images_from_inputs
 from ovseg.models.segmentors.query_segmentor import OVQuerySegmentor, symmetric_pad
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.models.utils.vfm_input import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_to_vfm_input
 from ovseg.registry import MODELS
@@ -45,6 +45,8 @@ class CorrCLIPSegmentor(OVQuerySegmentor):
         clip_mean, clip_std (Sequence[float]): 0..1 CLIP statistics to un-normalise windows for the VFM.
         **kwargs: :class:`OVQuerySegmentor` arguments (``backbone`` a ``CorrCLIPBackbone``).
     """
+
+    timed_stages = (('label_maps', 'proposals'),)  # StageTimer
 
     def __init__(self, vfm=dict(type='VFMBackbone', model_name='dino_vitb8', feature='q+k'),
                  proposals=dict(type='GeneratedLabelMaps'), tau=4.0, dbscan_eps=0.2, dbscan_min_samples=1,

@@ -21,7 +21,9 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
           └─ inference(inputs)               whole, or slide windows batched through encode_decode
                └─ encode_decode(crops)       pad to stride ─ extract_feat ─ head ─ softmax ─ rules ─ upsample
                     └─ extract_feat(crops)   backbone (DenseFeatures) ─ optional refiner
-          └─ pack_seg_results(...)            unpad, resize to the original shape, argmax -> SegDataSample
+          └─ postprocessors(probs, inputs)    score-map post-processors (PAMR) at input resolution, in order
+          └─ sam_refiner.refine_and_pack(...) the final post-processor (SAM refinement), which also packs;
+             or pack_seg_results(...)         unpad, resize to the original shape, argmax -> SegDataSample
 
     Scores stored in ``seg_logits`` are class probabilities (softmax of the scaled cosine, after the
     test-time rules), averaged over slide windows as in the CLIP-DINOiser / MaskCLIP evaluation code.
@@ -42,16 +44,21 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
             similarity, softmax and rules always run in float32.
-        sam_refiner (dict, optional): SAM refinement of the probabilities (``SAMRefiner``, Trident's: at
-            the original image resolution, reading the image file again; see its ``resolution``).
-        postprocessors (Sequence[dict]): applied in order to the (B, K, H, W) probabilities at input
-            resolution with the preprocessed images as guide, before ``sam_refiner`` (e.g. ``PAMR``).
+        sam_refiner (dict, optional): the final post-processor: SAM refinement of the probabilities
+            (:class:`~ovseg.models.postprocessors.SAMRefiner`, Trident's: at the original image resolution,
+            reading the image file again; see its ``resolution``), which also packs the results.
+        postprocessors (Sequence[dict]): score-map post-processors (:mod:`ovseg.models.postprocessors`,
+            e.g. ``PAMR``) applied in order to the (B, K, H, W) probabilities at input resolution with the
+            preprocessed images as guide, before ``sam_refiner``.
         compile (bool | dict): run the backbone through ``torch.compile`` at inference (a dict gives
             its keyword arguments, e.g. ``dict(mode='max-autotune')``). The first call of every input
             shape compiles (tens of seconds); training is never compiled. Default False (see
             docs/benchmarks.md for what it gains).
         data_preprocessor (dict): ``SegDataPreProcessor`` config with CLIP mean/std, RGB.
     """
+
+    timed_stages = (('scores_from_features', 'head_rules'), ('encode_decode', 'upsample'))  # StageTimer
+    merged_children = ('head',)  # the similarity head's time is part of head_rules
 
     def __init__(self, backbone, vocabulary, text_classifier=dict(type='OVTextClassifier'),
                  head=dict(type='OVSimilarityHead'), refiner=None, background=None, kspd=None,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from mmseg.models.segmentors.base import BaseSegmentor
 
-from ovseg.models.proposals.sam_refine import images_from_inputs
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.precision import PrecisionMixin, float32_region, upcast
 from ovseg.models.utils.prob_rules import apply_background
 from ovseg.models.utils.seg_results import pack_seg_results

@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from ovseg.models.proposals.mask_pooling import (OVERLAP_RULES, mask_cell_weights,
                                                  masks_to_scores, pool_features)
-from ovseg.models.proposals.sam_refine import images_from_inputs
 from ovseg.models.segmentors.ov_segmentor import OVSegmentor, _pair
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.seg_results import pack_seg_results
 from ovseg.models.utils.sliding_window import window_boxes
 from ovseg.registry import MODELS
@@ -42,6 +42,8 @@ class SAMProposalSegmentor(OVSegmentor):
             probabilities), 'smallest' (the smallest mask's) or 'best_iou' (the highest predicted IoU's).
         **kwargs: :class:`OVSegmentor` arguments (backbone, vocabulary, refiner, background, test_cfg, ...).
     """
+
+    timed_stages = (('classify_masks', 'mask_classify'),)  # StageTimer
 
     def __init__(self, proposals=dict(type='SAMAutomaticProposals'), overlap='mean', **kwargs):
         super().__init__(**kwargs)

@@ -8,9 +8,10 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from ovseg.models.backbones.affinity import Affinity, affinity_from_features
+from ovseg.models.postprocessors.sam_refine import packing_scores
 from ovseg.models.proposals.sam import SAMImage
-from ovseg.models.proposals.sam_refine import images_from_inputs, packing_scores
 from ovseg.models.segmentors.query_segmentor import OVQuerySegmentor
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.models.utils.query_rules import query_probabilities
 from ovseg.models.utils.vfm_input import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_to_vfm_input
@@ -43,8 +44,8 @@ class TridentSegmentor(OVQuerySegmentor):
     4. **Classify**: ``ln_post`` and ``proj``, cosine with the text embeddings on the SAM grid, bilinear to
        the original size, ``softmax(logit_scale * cos)`` over the queries, a class's maximum over its
        queries, argmax, ``prob_thd`` to class 0.
-    5. **Refine** (``sam_refinement``): :class:`~ovseg.models.proposals.sam_refine.SAMRefiner` on the
-       original image with the probabilities and the prediction, reusing the embedding of step 2.
+    5. **Refine** (``sam_refinement``), the final post-processor: :class:`~ovseg.models.postprocessors.SAMRefiner`
+       on the original image with the probabilities and the prediction, reusing the embedding of step 2.
 
     Call graph::
 
@@ -58,7 +59,8 @@ class TridentSegmentor(OVQuerySegmentor):
 
     Args:
         vfm (dict): the foundation model; default DINO ViT-B/16 (``dino_vitb16``, Trident's), final norm.
-        sam_refiner (dict): ``SAMRefiner`` config; its SAM (segment-anything) serves both SAM stages.
+        sam_refiner (dict): ``SAMRefiner`` config (the post-processor of step 5); its SAM (segment-anything)
+            serves both SAM stages.
         aggregator (dict): ``SAMCorrelationAggregator`` config.
         sam_refinement (bool): run step 5 (Trident's ``--sam_refine``). Default True.
         sam_splits (int): 1, or 2 for Trident's Cityscapes path (halves encoded separately). Default 1.
@@ -70,6 +72,9 @@ class TridentSegmentor(OVQuerySegmentor):
             last block, ``vocabulary``, ``text_classifier``, ``logit_scale``, ``prob_thd``, ``precision``,
             ``data_preprocessor``).
     """
+
+    timed_stages = (('splice_features', 'splice'), ('classify', 'classify'),  # StageTimer
+                    ('refine_prediction', 'refinement'))
 
     def __init__(self, vfm=dict(type='VFMBackbone', model_name='dino_vitb16', feature='norm'),
                  sam_refiner=dict(type='SAMRefiner'), aggregator=dict(type='SAMCorrelationAggregator'),

@@ -1,4 +1,6 @@
-"""Trident-style SAM refinement of a coarse open-vocabulary class map.
+"""Trident-style SAM refinement of a coarse open-vocabulary class map: the final post-processor of the
+class probabilities (``OVSegmentor(sam_refiner=...)``, ``TridentSegmentor``), after any score-map
+post-processor (PAMR) and before packing.
 
 Call graph::
 
@@ -33,6 +35,7 @@ from mmengine.structures import PixelData
 from ovseg.models.proposals.coarse_regions import (CoarseRegions, RegionPrompts, build_region_prompts,
                                                    find_coarse_regions)
 from ovseg.models.proposals.sam import SAMImage
+from ovseg.models.utils.input_images import images_from_inputs
 from ovseg.models.utils.seg_results import pack_seg_results
 from ovseg.registry import MODELS
 
@@ -72,6 +75,10 @@ class RefineResult:
     stage1_logits: Optional[torch.Tensor] = None
     failed_union: Optional[torch.Tensor] = None
     sam_image: Optional[SAMImage] = None
+
+    def stage_count(self):
+        """StageTimer's count of this output: ('sam_refine_regions', number of prompted regions)."""
+        return 'sam_refine_regions', len(self.regions)
 
 
 def merge_refinement(mask_logits, classes, probs, seg_pred, failed_union=None, failed_rule='max_prob'):
@@ -130,19 +137,6 @@ def packing_scores(result, probs):
     return scores
 
 
-def images_from_inputs(inputs, data_preprocessor=None):
-    """Undo ``SegDataPreProcessor`` normalisation: (B, 3, H, W) -> (B, H, W, 3) uint8 RGB.
-
-    mmcv loads BGR images, so the inputs are RGB exactly when the preprocessor converted channels.
-    """
-    x = inputs.float()
-    if data_preprocessor is not None and getattr(data_preprocessor, '_enable_normalize', False):
-        x = x * data_preprocessor.std.to(x) + data_preprocessor.mean.to(x)
-    if data_preprocessor is not None and not getattr(data_preprocessor, 'channel_conversion', True):
-        x = x.flip(1)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-
-
 @MODELS.register_module()
 class SAMRefiner(nn.Module):
     """Sharpen a coarse class-probability map with SAM (Trident, Shi et al. 2025).
@@ -176,6 +170,8 @@ class SAMRefiner(nn.Module):
         image_multiple (int): SAM's image is resized to sides rounded up to a multiple of it (Trident:
             16, its CLIP patch size); 1 leaves it as it is. Default 16.
     """
+
+    timed_stages = (('refine_and_pack', 'sam_refiner'), ('prompt_regions', None))  # StageTimer
 
     def __init__(self, sam=dict(type='SAMPredictor', arch='vit_b'), coarse_thresh=0.1, minimal_area=225,
                  mask_coeff=0.005, iou_thresh=0.8, down_ratio=2, prompt_batch=32, failed_rule='reference',

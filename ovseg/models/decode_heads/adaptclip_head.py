@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ovseg.models.anomaly.adaptclip.adapters import PromptQueryAdapter, TextualAdapter, VisualAdapter, pq_fusion
+from ovseg.models.anomaly.adaptclip.means import arithmetic_mean, harmonic_mean
 from ovseg.models.anomaly.anomalyclip.losses import binary_dice_loss, probability_focal_loss
 from ovseg.models.anomaly.anomalyclip.smoothing import gaussian_filter2d
 from ovseg.models.anomaly.anomalyclip.text_encoder import encode_learned_prompts, text_tower
@@ -36,17 +38,6 @@ from ovseg.models.anomaly.nearest_reference import bank_bytes, nearest_reference
 from ovseg.models.anomaly.value_value_attention import dual_path_transformer, embed_tokens, project_tokens
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
-from .adapters import PromptQueryAdapter, TextualAdapter, VisualAdapter, pq_fusion
-
-
-def harmonic_mean(tensors):
-    """Elementwise ``n / sum(1 / x)`` of same-shaped tensors (no epsilon, as the original)."""
-    stacked = torch.stack(list(tensors))
-    return stacked.shape[0] / (1.0 / stacked).sum(dim=0)
-
-
-def arithmetic_mean(tensors):
-    return torch.stack(list(tensors)).mean(dim=0)
 
 
 @MODELS.register_module()
@@ -83,6 +74,8 @@ class AdaptCLIPHead(nn.Module):
     """
 
     uses_references = True
+
+    timed_stages = (('text_features', None), ('encode_images', None), ('score', None))  # StageTimer
 
     def __init__(self, text_width, embed_dim, n_ctx=12, features=(6, 12, 18, 24), vv_blocks=19, vl_reduction=4,
                  pq_mid_dim=128, pq_context=True, pq_topk=10, temperature=0.07, sigma=4.0, fusion='average_mean',

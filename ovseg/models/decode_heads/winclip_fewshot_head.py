@@ -17,27 +17,17 @@ Reference behaviour (anomalib 2.7.0 ``WinClipModel`` with ``k_shot > 0``: ``setu
    score + max of the few-shot map) / 2; the map is upsampled bilinearly to the input size.
 
 Without a memory the head is the zero-shot :class:`WinCLIPHead`. The bank search runs in chunks
-(:mod:`.nearest_reference`), so memory is bounded for any k (:meth:`WinCLIPFewShotHead.memory_bytes`).
+(:mod:`ovseg.models.anomaly.nearest_reference`), so memory is bounded for any k
+(:meth:`WinCLIPFewShotHead.memory_bytes`).
 """
 import torch
 import torch.nn.functional as F
 
 from ovseg.models.anomaly.nearest_reference import bank_bytes, nearest_reference, search_bytes
-from ovseg.models.anomaly.winclip import WinCLIPHead, harmonic_aggregation, tokens_with_position, window_masks
+from ovseg.models.anomaly.winclip import harmonic_aggregation, patch_embeddings, window_masks
+from ovseg.models.decode_heads.winclip_head import WinCLIPHead
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
-
-
-def patch_embeddings(visual, images):
-    """Patch tokens of the full-image pass after ``ln_post`` (not projected): (B, h * w, D).
-
-    This is the tower's plain forward (anomalib reads the same tokens from ``encode_image`` with
-    ``output_tokens``); it repeats the image pass of :meth:`WinCLIPHead.encode_images` (one pass beside the
-    365 window passes of ViT-B-16-plus at 240 px) until the shared ViT walker returns patch tokens too.
-    """
-    tokens, _ = tokens_with_position(visual, images)
-    x = visual.transformer(visual.ln_pre(visual.patch_dropout(tokens)))
-    return visual.ln_post(x[:, 1:])
 
 
 @MODELS.register_module()

@@ -5,7 +5,7 @@ Zhou et al., ICLR 2024. Behaviours of the original kept on purpose (each checked
 
 1. The class word is always "object" (object-agnostic); class names are ignored.
 2. Deep text prompts replace tokens 1..n before text blocks 1..depth-1 and are rounded to float16
-   (:mod:`.text_encoder`).
+   (:mod:`ovseg.models.anomaly.anomalyclip.text_encoder`).
 3. DPAM: the last ``vv_blocks`` vision blocks are dual-path (:mod:`ovseg.models.backbones.value_value`) starting
    from the output of the last plain block; tapped layers give their V-V tokens (plain output for a
    tapped plain block), then ``ln_post`` and ``proj`` for **all** tokens, class token included.
@@ -19,7 +19,7 @@ Zhou et al., ICLR 2024. Behaviours of the original kept on purpose (each checked
    layers (not averaged: values lie in [0, number of layers]), then a scipy-equivalent Gaussian
    (sigma 4, reflect). Image score = softmax(cos(image, text) / 0.07)[anomalous].
 7. Losses: CE on image logits + lam x sum over layers of focal + dice(anomalous, G) +
-   dice(normal, 1 - G) on the upsampled probability maps, lam = 4 (:mod:`.losses`).
+   dice(normal, 1 - G) on the upsampled probability maps, lam = 4 (:mod:`ovseg.models.anomaly.anomalyclip.losses`).
 
 Inference only: without gradients the text features are computed once and reused until a prompt or
 text-tower parameter changes (keyed on their storage and in-place version counters, so an optimiser
@@ -35,10 +35,10 @@ from ovseg.models.backbones.value_value import dual_path_transformer, embed_toke
 from ovseg.models.backbones.vit_towers import tower_depth
 from ovseg.models.utils.precision import float32_region, upcast
 from ovseg.registry import MODELS
-from .losses import anomalyclip_losses
-from .prompt_learner import OBJECT_STATES, AnomalyCLIPPromptLearner
-from .smoothing import gaussian_filter2d
-from .text_encoder import encode_learned_prompts, text_tower
+from ovseg.models.anomaly.anomalyclip.losses import anomalyclip_losses
+from ovseg.models.anomaly.anomalyclip.prompt_learner import OBJECT_STATES, AnomalyCLIPPromptLearner
+from ovseg.models.anomaly.anomalyclip.smoothing import gaussian_filter2d
+from ovseg.models.anomaly.anomalyclip.text_encoder import encode_learned_prompts, text_tower
 
 
 @MODELS.register_module()
@@ -68,6 +68,8 @@ class AnomalyCLIPHead(nn.Module):
         class_word (str): class-agnostic word. Default 'object'.
         states (Sequence[str]): (normal, anomalous) templates. Default ('{}', 'damaged {}').
     """
+
+    timed_stages = (('text_features', None), ('encode_images', None), ('score', None))  # StageTimer
 
     def __init__(self, text_width, n_ctx=12, text_depth=9, text_n_ctx=4, features=(6, 12, 18, 24), vv_blocks=19,
                  temperature=0.07, sigma=4.0, lam=4.0, fp16_deep_prompts=True, class_word='object',
