@@ -16,7 +16,7 @@ on the scale |t_a - t_n| / (4 x 0.07), plus a few float32 roundings near 0.5; th
 such values, their sum over the layers four times them, and the Gaussian smoothing averages them.
 Losses and the learnable prompts' gradients pass through the whole tower and then sum over every
 pixel of the batch (``width`` = pixels). The deep-prompt gradient is also rounded to float16 per
-prompt by the reference (item 2 of ``anomalyclip/head.py``): an entry whose float32 value lies within a
+prompt by the reference (item 2 of ``decode_heads/anomalyclip_head.py``): an entry whose float32 value lies within a
 float32 error of a float16 rounding boundary rounds the other way, one float16 step (2**-10 relative to
 the per-prompt gradient), so that comparison adds two float16 steps of the largest entry; its norm is
 compared too.
