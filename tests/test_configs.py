@@ -84,3 +84,17 @@ def test_dataset_base_config(name):
         assert loader == ['LoadAnnotations'] and cfg.test_evaluator.get('ignore_index', 255) == 255
     if name == 'voc20':  # the dataset reduces the zero label itself; a label_map on top would shift twice
         assert 'metainfo' not in dataset and DATASETS.get(dataset.type).__name__ == 'PascalVOC20Dataset'
+
+
+@pytest.mark.parametrize('method', ['maskclip', 'clip_dinoiser'])
+@pytest.mark.parametrize('name', UINT16_BENCHMARKS)
+def test_large_vocabulary_ovsegmentor_config(method, name):
+    """MaskCLIP / CLIP-DINOiser on ADE-847 and PC-459: the dataset base's class chunks on top of the model
+    base's slide 448 / 224, and ovseg's vocabulary with one class per label id."""
+    path = REPO / f'configs/{method}' / f'{method}_vit-b16_{name}.py'
+    cfg = Config.fromfile(str(path))
+    assert all(base.startswith('../_base_/') for base in _bases(path))
+    assert cfg.model.type == 'OVSegmentor' and cfg.model.vocabulary == name
+    assert cfg.model.test_cfg == dict(mode='slide', crop_size=448, stride=224, window_batch=8, class_chunk=64,
+                                      keep_seg_logits=False)
+    assert len(_dataset_classes(cfg.test_dataloader.dataset)) == len(load_vocabulary(cfg.model.vocabulary))

@@ -121,6 +121,8 @@ class OVSegInferencer:
             cfg.model['precision'] = precision
         if isinstance(cfg.model.get('background'), dict):
             cfg.model.background['optional'] = True
+        if isinstance(cfg.model.get('test_cfg'), dict):  # the inferencer returns the scores (seg_logits)
+            cfg.model.test_cfg['keep_seg_logits'] = True
         self.device = check_device(device)
         self.random_weights = bool(random_weights)
         self.model = build_model(cfg, checkpoint, random_weights, allow_missing_frozen).to(self.device).eval()

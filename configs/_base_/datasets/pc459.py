@@ -30,3 +30,7 @@ data_source = dict(
            '(CLIP-DINOiser segmentation/configs/_base_/datasets/*.py); the training-free originals did not '
            'evaluate this dataset',
     metric='mmseg IoUMetric mIoU (a class predicted but absent from the ground truth counts as IoU 0)')
+# Large vocabulary: OVSegmentor configs take this test_cfg (model.test_cfg=_base_.large_vocabulary_test_cfg):
+# the scores reach full resolution 64 classes at a time, with the same result, and only pred_sem_seg (what
+# the metric reads) is kept: the float32 scores of every class would hold ~0.5-0.9 GB per image.
+large_vocabulary_test_cfg = dict(class_chunk=64, keep_seg_logits=False)

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors.base import BaseSegmentor
 
+from ovseg.models.utils.class_chunks import predict_in_class_chunks
 from ovseg.models.utils.precision import PRECISIONS, PrecisionMixin  # noqa: F401 (re-export)
 from ovseg.models.utils.prob_rules import apply_background, key_smoothing, prompt_denoise
 from ovseg.models.utils.seg_results import pack_seg_results
@@ -24,6 +25,9 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
           └─ postprocessors(probs, inputs)    score-map post-processors (PAMR) at input resolution, in order
           └─ sam_refiner.refine_and_pack(...) the final post-processor (SAM refinement), which also packs;
              or pack_seg_results(...)         unpad, resize to the original shape, argmax -> SegDataSample
+        or, with test_cfg.class_chunk and a larger vocabulary (no postprocessors, no sam_refiner):
+          └─ predict_in_class_chunks(...)     lowres_scores per window, then the same upsample / average /
+                                              unpad / resize per chunk of classes, running argmax
 
     Scores stored in ``seg_logits`` are class probabilities (softmax of the scaled cosine, after the
     test-time rules), averaged over slide windows as in the CLIP-DINOiser / MaskCLIP evaluation code.
@@ -41,7 +45,13 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
             ``key_norm`` ('spatial' as in the original code). The keys are MaskCLIP's: ViT
             ``out_proj(k(ln_1 x))`` of the last block, ResNet the attention pool's ``k_proj`` at every
             position (chongzhou96/MaskCLIP ``vit.py`` / ``maskclip_head.py``).
-        test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``.
+        test_cfg (dict): ``mode`` 'whole' | 'slide', ``crop_size``, ``stride``, ``window_batch``;
+            ``class_chunk`` (int, default None: off): with more classes than this, the scores reach full
+            resolution this many classes at a time (:mod:`ovseg.models.utils.class_chunks`), with the same
+            numbers and argmax as the whole map; ignored with ``postprocessors`` or ``sam_refiner``, which
+            need every class's full map. ``keep_seg_logits`` (default True; not with ``sam_refiner``): False
+            stores only ``pred_sem_seg`` (what the metrics read), not the (K, h0, w0) scores. The ADE-847 /
+            PC-459 dataset bases set 64 and False (``large_vocabulary_test_cfg``).
         precision (str): 'fp32' (default), 'bf16' or 'fp16' autocast for the backbone and refiner; the
             similarity, softmax and rules always run in float32.
         sam_refiner (dict, optional): the final post-processor: SAM refinement of the probabilities
@@ -75,7 +85,7 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         self.postprocessors = torch.nn.ModuleList([MODELS.build(p) for p in postprocessors])
         self.background = dict(background) if background is not None else None
         self.kspd = dict(kspd) if kspd is not None else None
-        self.test_cfg = dict(test_cfg)
+        self.test_cfg = _check_test_cfg(test_cfg)
         self.precision = precision  # checked by PrecisionMixin, here and on every later assignment
         # a compiled *function*, not a submodule: the state dict keeps its plain names
         self._backbone_fn = None
@@ -170,37 +180,54 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
                                      feats.objectness, self.background.get('objectness_thresh', 0.5))
         return probs
 
-    def encode_decode(self, inputs, batch_img_metas=None):
-        """(B, 3, H, W) -> (B, K, H, W) probabilities at input resolution (padded to the stride inside)."""
+    def lowres_scores(self, inputs):
+        """(B, 3, H, W) -> ((B, K, h, w) probabilities at feature resolution, (H', W') the input padded to
+        the stride, the size ``encode_decode`` upsamples them to)."""
         height, width = inputs.shape[-2:]
         stride = self.backbone.stride
         pad_h, pad_w = (-height) % stride, (-width) % stride
         if pad_h or pad_w:
             inputs = F.pad(inputs, (0, pad_w, 0, pad_h))
-        probs = self.scores_from_features(self.extract_feat(inputs))
-        probs = F.interpolate(probs, size=inputs.shape[-2:], mode='bilinear', align_corners=False)
+        return self.scores_from_features(self.extract_feat(inputs)), tuple(inputs.shape[-2:])
+
+    def encode_decode(self, inputs, batch_img_metas=None):
+        """(B, 3, H, W) -> (B, K, H, W) probabilities at input resolution (padded to the stride inside)."""
+        height, width = inputs.shape[-2:]
+        probs, padded = self.lowres_scores(inputs)
+        probs = F.interpolate(probs, size=padded, mode='bilinear', align_corners=False)
         return probs[:, :, :height, :width]
 
     def inference(self, inputs, batch_img_metas=None):
         """Whole or slide inference (``test_cfg.mode``) -> (B, K, H, W) probabilities."""
+        slide = self._slide_windows()
+        if slide is None:
+            return self.encode_decode(inputs)
+        return slide_inference(inputs, self.encode_decode, *slide)
+
+    def _slide_windows(self):
+        """(crop_size, stride, window_batch) of slide inference, None for whole inference."""
         mode = self.test_cfg.get('mode', 'whole')
         if mode == 'whole':
-            return self.encode_decode(inputs)
+            return None
         if mode != 'slide':
             raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
-        crop = _pair(self.test_cfg['crop_size'])
-        stride = _pair(self.test_cfg['stride'])
-        return slide_inference(inputs, self.encode_decode, crop, stride, self.test_cfg.get('window_batch', 8))
+        return (_pair(self.test_cfg['crop_size']), _pair(self.test_cfg['stride']),
+                self.test_cfg.get('window_batch', 8))
 
     @torch.no_grad()
     def predict(self, inputs, data_samples=None):
         """Inputs from the data preprocessor -> list of ``SegDataSample`` (seg_logits, pred_sem_seg)."""
+        keep = bool(self.test_cfg.get('keep_seg_logits', True))
+        chunk = self.test_cfg.get('class_chunk')
+        if chunk and not len(self.postprocessors) and self.sam_refiner is None and len(self.class_names) > chunk:
+            return predict_in_class_chunks(inputs, data_samples, self.lowres_scores, self._slide_windows(),
+                                           chunk, keep)
         probs = self.inference(inputs)
         for post in self.postprocessors:
             probs = post(probs, inputs)
         if self.sam_refiner is not None:
             return self.sam_refiner.refine_and_pack(probs, inputs, data_samples, self.data_preprocessor)
-        return pack_seg_results(probs, data_samples, inputs.shape[-2:])
+        return pack_seg_results(probs, data_samples, inputs.shape[-2:], keep)
 
     def _forward(self, inputs, data_samples=None):
         return self.inference(inputs)
@@ -213,6 +240,15 @@ class OVSegmentor(PrecisionMixin, BaseSegmentor):
         with self._autocast(inputs.device):
             feats = self.backbone(inputs)
         return self.refiner.loss(feats, inputs, data_samples)
+
+
+def _check_test_cfg(test_cfg):
+    cfg = dict(test_cfg)
+    chunk = cfg.get('class_chunk')
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f'test_cfg.class_chunk must be a positive int (classes at full resolution at a '
+                         f'time) or None (off), got {chunk!r}')
+    return cfg
 
 
 def _pair(value):

@@ -32,12 +32,8 @@ def slide_inference(inputs, window_fn, crop_size, stride, window_batch=8):
         Tensor: (B, K, H, W) float32 mean scores.
     """
     b, _, height, width = inputs.shape
-    boxes = window_boxes(height, width, crop_size, stride)
-    jobs = [(i, box) for i in range(b) for box in boxes]
     preds, count = None, inputs.new_zeros((b, 1, height, width), dtype=torch.float32)
-    for start in range(0, len(jobs), window_batch):
-        chunk = jobs[start:start + window_batch]
-        crops = torch.stack([inputs[i, :, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
+    for crops, chunk in window_batches(inputs, crop_size, stride, window_batch):
         scores = window_fn(crops).float()
         if preds is None:
             preds = scores.new_zeros((b, scores.shape[1], height, width))
@@ -45,3 +41,13 @@ def slide_inference(inputs, window_fn, crop_size, stride, window_batch=8):
             preds[i, :, y1:y2, x1:x2] += score
             count[i, :, y1:y2, x1:x2] += 1
     return preds / count
+
+
+def window_batches(inputs, crop_size, stride, window_batch=8):
+    """The windows of every image of ``inputs`` in batches of ``window_batch`` (across images), in the order
+    :func:`slide_inference` sums them: yields ((N, 3, h, w) crops, [(image index, (y1, y2, x1, x2)), ...])."""
+    boxes = window_boxes(inputs.shape[-2], inputs.shape[-1], crop_size, stride)
+    jobs = [(i, box) for i in range(inputs.shape[0]) for box in boxes]
+    for start in range(0, len(jobs), window_batch):
+        chunk = jobs[start:start + window_batch]
+        yield torch.stack([inputs[i, :, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk]), chunk
