@@ -18,6 +18,8 @@ def resize_to_output(masks, img_size, out_size):
         Tensor: (N, H, W).
     """
     masks = masks[:, :img_size[0], :img_size[1]]
+    if tuple(masks.shape[-2:]) == tuple(out_size):  # bilinear at scale 1 is the identity: skip the copy
+        return masks
     return F.interpolate(masks[None], size=tuple(out_size), mode='bilinear', align_corners=False)[0]
 
 
@@ -113,15 +115,21 @@ def panoptic_inference(mask_cls, mask_pred, is_thing, object_mask_threshold=0.0,
     return panoptic, segments
 
 
-def _winners(scores, masks, rows=64):
+def _winners(scores, masks, rows=16):
     """Per pixel the query with the highest ``score x mask probability`` (first on ties), and each
-    query's own area (probability >= 0.5), in row chunks (no (Q, H, W) temporary)."""
+    query's own area (probability >= 0.5), in row chunks (no (Q, H, W) temporary).
+
+    ``max(0)`` returns the first maximal index like ``argmax`` (documented for both) and is about twice
+    as fast on the CPU for a reduction over the leading dimension; the area is summed in int32 (a chunk
+    holds far fewer than 2**31 pixels), about 1.5x faster than the default int64.
+    """
     winner = torch.empty(masks.shape[-2:], dtype=torch.int64, device=masks.device)
     own_area = torch.zeros(masks.shape[0], dtype=torch.int64, device=masks.device)
     for top in range(0, masks.shape[-2], rows):
         chunk = masks[:, top:top + rows]
-        winner[top:top + rows] = (scores.view(-1, 1, 1) * chunk).argmax(0)
-        own_area += (chunk >= 0.5).flatten(1).sum(1)
+        winner[top:top + rows] = (scores.view(-1, 1, 1) * chunk).max(0).indices
+    for top in range(0, masks.shape[-2], 256):
+        own_area += (masks[:, top:top + 256] >= 0.5).flatten(1).sum(1, dtype=torch.int32)
     return winner, own_area
 
 
