@@ -8,7 +8,7 @@ from mmengine.config import Config
 from ovseg.registry import DATASETS
 from ovseg.text import BACKGROUND_STUFF, load_vocabulary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81', 'coco_stuff171', 'cityscapes19', 'ade150')
 UINT16_BENCHMARKS = ('ade847', 'pc459')  # 16-bit labels, ignore 65535
 
