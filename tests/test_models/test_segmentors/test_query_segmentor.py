@@ -17,7 +17,7 @@ from ovseg.registry import DATASETS, MODELS
 from ovseg.testing import tiny_clip_arch
 from ovseg.text import load_vocabulary
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BENCHMARKS = ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81', 'coco_stuff171', 'cityscapes19', 'ade150')
 # (short side, crop, stride or None for whole, logit scale, prob_thd, area_thd) per method and benchmark,
 # from each original's configs/cfg_*.py and its segmentor's defaults (README of each config folder).

@@ -17,7 +17,7 @@ from PIL import Image
 from ovseg.datasets import COCOPanopticDataset
 from ovseg.evaluation import OVInstanceAPMetric, OVPanopticMetric, pq_compute
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = Path(os.environ.get('OVSEG_COCO_PANOPTIC_SAMPLE',
                              REPO.parent / 'shared' / 'data' / 'coco_panoptic_sample'))
 CLASSES = ('cat', 'person', 'grass')

@@ -21,7 +21,7 @@ from ovseg.models.refiners.dinoiser_teachers import (CLIP_MEAN_255, CLIP_STD_255
 from ovseg.registry import MODELS
 from ovseg.testing import load_tool, tiny_maskclip_cfg
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY_VIT = dict(embed_dim=32, depth=2, num_heads=2, img_size=64)
 DATASETS = ('voc21', 'voc20', 'pc60', 'pc59', 'coco_object81', 'coco_stuff171', 'cityscapes19', 'ade150')
 

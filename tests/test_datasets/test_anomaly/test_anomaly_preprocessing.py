@@ -29,7 +29,7 @@ import ovseg  # noqa: F401  registers the transforms
 from ovseg.registry import MODELS, TRANSFORMS
 from ovseg.testing.tolerance import assert_close
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 

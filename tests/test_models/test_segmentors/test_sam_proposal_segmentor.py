@@ -12,7 +12,7 @@ from ovseg.models.proposals.mask_pooling import mask_cell_weights, masks_to_scor
 from ovseg.registry import MODELS
 from ovseg.testing import load_tool, tiny_maskclip_cfg
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY_SAM = dict(type='SAMPredictor', arch='tiny', image_size=256)
 
 

@@ -15,7 +15,7 @@ from ovseg.evaluation import pq_compute
 from ovseg.evaluation.panoptic import pq_stat_single
 from ovseg.evaluation.panoptic.pq import read_panoptic_png
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = Path(os.environ.get('OVSEG_COCO_PANOPTIC_SAMPLE',
                              REPO.parent / 'shared' / 'data' / 'coco_panoptic_sample'))
 CAT, DOG, GRASS, PERSON = 1, 2, 3, 4

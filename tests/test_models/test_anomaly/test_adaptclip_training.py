@@ -22,7 +22,7 @@ from ovseg.evaluation.anomaly import METRIC_NAMES
 from ovseg.registry import MODELS
 from ovseg.testing import CLIP_MEAN_255, CLIP_STD_255, load_tool, tiny_clip_arch
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TRAIN_CATEGORIES = ('brick', 'grass')
 TEST_CATEGORIES = ('gravel', 'moon')
 NUM_TRAIN = 8  # one batch holds the whole training set: the loss of every iteration is comparable
