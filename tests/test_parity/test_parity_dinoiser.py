@@ -103,7 +103,7 @@ def _gamma_ties(segmentor, info, fx, out):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_dinoiser_heads_and_correlations(segmentor, case):
+def test_parity_maskclip_dinoiser_refined_heads_and_correlations(segmentor, case):
     info, fx, out = _run(segmentor, case)
     models = dinoiser_models(_manifest())
     h, w = info['h'], info['w']
@@ -123,7 +123,7 @@ def test_parity_dinoiser_heads_and_correlations(segmentor, case):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_dinoiser_pooled_and_scores(segmentor, case):
+def test_parity_maskclip_dinoiser_refined_pooled_and_scores(segmentor, case):
     info, fx, out = _run(segmentor, case)
     models = dinoiser_models(_manifest())
     left_out = out['left_out'].reshape(-1)
@@ -165,7 +165,7 @@ def _background_ties(segmentor, info, fx, out, probs_tol):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_dinoiser_prediction(segmentor, case, monkeypatch):
+def test_parity_maskclip_dinoiser_refined_prediction(segmentor, case, monkeypatch):
     """The prediction step (bilinear x16, crop, argmax, packing) replayed on the fixture's own final
     output: exact away from ties of the upsampled scores (one bilinear step of values <= 1). The stages
     before it are compared above, each away from its own ties, so no near tie upstream cascades here."""
@@ -181,7 +181,7 @@ def test_parity_dinoiser_prediction(segmentor, case, monkeypatch):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_dinoiser_tolerance_catches_defects(segmentor, case):
+def test_parity_maskclip_dinoiser_refined_tolerance_catches_defects(segmentor, case):
     """Pooling with gamma 0.25 instead of 0.2 moves the pooled features far outside the tolerance."""
     from ovseg.models.refiners.clip_dinoiser import correlation_pool
     info, fx, out = _run(segmentor, case)

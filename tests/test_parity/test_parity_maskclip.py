@@ -64,7 +64,7 @@ def _load(case):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_maskclip_text(segmentor, case):
+def test_parity_maskclip_dinoiser_maskclip_text(segmentor, case):
     info, fx = _load(case)
     tc = segmentor.text_classifier
     tokens = tc.tokenize(segmentor.backbone, [t.format(c) for c in info['vocab'] for t in tc.templates])
@@ -82,7 +82,7 @@ def _dense_and_logits(segmentor, info, fx):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_maskclip_dense_and_probs(segmentor, case):
+def test_parity_maskclip_dinoiser_maskclip_dense_and_probs(segmentor, case):
     info, fx = _load(case)
     models = error_models(_manifest())
     feats, logits = _dense_and_logits(segmentor, info, fx)
@@ -97,7 +97,7 @@ def test_parity_maskclip_dense_and_probs(segmentor, case):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_maskclip_prediction(segmentor, case):
+def test_parity_maskclip_dinoiser_maskclip_prediction(segmentor, case):
     info, fx = _load(case)
     segmentor.set_vocabulary([[name] for name in info['vocab']])
     result = segmentor.predict(torch.from_numpy(fx['pixel_values']))[0]
@@ -109,7 +109,7 @@ def test_parity_maskclip_prediction(segmentor, case):
 
 
 @pytest.mark.parametrize('case', _cases())
-def test_parity_maskclip_tolerance_catches_defects(segmentor, case):
+def test_parity_maskclip_dinoiser_maskclip_tolerance_catches_defects(segmentor, case):
     """A logit scale of 90 and an input one pixel off are far outside the tolerances."""
     info, fx = _load(case)
     models = error_models(_manifest())
