@@ -161,7 +161,7 @@ def test_plan_lists_everything_and_dedupes(suite):
                              '--sizes', 'published', '--dedupe'])
     entries = suite.plan_runs(args)
     names = [e['name'] for e in entries]
-    assert len(names) == 17 and len(set(names)) == 17  # 8 + 8 test configs and 1 training config
+    assert len(names) == 21 and len(set(names)) == 21  # 10 + 10 test configs and 1 training config
     train = next(e for e in entries if e['name'] == 'clip_dinoiser_train_imagenet')
     assert train['status'] == 'skipped' and 'training' in train['note']
     by_name = {e['name']: e for e in entries}
