@@ -12,7 +12,7 @@ from ovseg.models.proposals.sam import build_sam_model
 from ovseg.models.refiners.sam_correlation import SAMCorrelationAggregator
 from ovseg.models.utils.window_splice import SubWindowSplicer
 from ovseg.registry import MODELS
-from ovseg.testing import tiny_clip_arch
+from ovseg.testing import tiny_clip_arch, tolerance_for
 from ovseg.testing.tiny import CLIP_MEAN_255, CLIP_STD_255
 
 
@@ -71,7 +71,11 @@ def _reference_weights(attn, v, valid, grid, cos_fac=1.2, cap=0.9, keep_negative
     if not keep_negative:
         thresh = thresh.clamp(min=0)
     w = (a * (cos > thresh[None, :, None])).mean(0)
-    return w / w.sum(-1, keepdim=True)
+    # a row is "near a tie" where one of its cosines lies within float32 rounding of its threshold: its
+    # kept set, hence its normalisation, may differ with another order of the same sums
+    tol = tolerance_for(cos.numpy(), depth=2, width=vv.shape[-1], scale=1.0)
+    near = ((cos - thresh[None, :, None]).abs() <= tol).any(dim=2).any(dim=0)
+    return w / w.sum(-1, keepdim=True), near
 
 
 def _captured_attention(sam, x):
@@ -105,13 +109,15 @@ def test_aggregator_weights_and_aggregation(tiny_sam, valid, keep_negative, cos_
     _, attn, v = _captured_attention(tiny_sam, x)
     agg = SAMCorrelationAggregator(cos_fac=cos_fac, keep_negative=keep_negative, head_chunk=3)
     emb, affinity = agg.correlation(tiny_sam.image_encoder, x, valid)
-    expected = _reference_weights(attn, v, valid, 16, cos_fac, 0.9, keep_negative)
-    torch.testing.assert_close(affinity.weights[0], expected, rtol=1e-5, atol=1e-7)
+    expected, near = _reference_weights(attn, v, valid, 16, cos_fac, 0.9, keep_negative)
+    assert int(near.sum()) <= 0.1 * len(near), f'{int(near.sum())} of {len(near)} rows near a tie'
+    torch.testing.assert_close(affinity.weights[0][~near], expected[~near], rtol=1e-5, atol=1e-7)
     assert affinity.grid == valid
     feats = torch.randn(2, 5, 11, 13)
     out = agg(feats, affinity)
     resized = F.interpolate(feats, size=valid, mode='bilinear', align_corners=False).flatten(2)
-    torch.testing.assert_close(out.flatten(2), resized @ expected.T, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.flatten(2)[:, :, ~near], (resized @ expected.T)[:, :, ~near], rtol=1e-5,
+                               atol=1e-6)
     with pytest.raises(ValueError, match='inside the encoder grid'):
         agg.correlation(tiny_sam.image_encoder, x, (17, 4))
 
