@@ -65,30 +65,22 @@ def _backbone(args):
     return MODELS.build(cfg).to(args.device).eval()
 
 
-def _rss_mib(key):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    return float('nan')
-
-
 def _measure(fn, device):
     """Run ``fn`` once; return (seconds, peak MiB added by the call)."""
+    from ovseg.utils.process_memory import reset_peak_rss, rss_mib
     if device.startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset VmHWM (Linux)
-        before = _rss_mib('VmRSS:')
+        reset_peak_rss()
+        before = rss_mib('VmRSS')
     start = time.perf_counter()
     fn()
     if device.startswith('cuda'):
         torch.cuda.synchronize()
         return time.perf_counter() - start, (torch.cuda.max_memory_allocated() - before) / 2**20
-    return time.perf_counter() - start, _rss_mib('VmHWM:') - before
+    return time.perf_counter() - start, rss_mib('VmHWM') - before
 
 
 def bench_winclip(args):

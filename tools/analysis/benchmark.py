@@ -44,6 +44,7 @@ remainder: the stages sum to the mean latency.
 import argparse
 import inspect
 import json
+import math
 import os
 import platform
 import resource
@@ -219,33 +220,16 @@ def random_batch(shape, device, seed=0, batch=1, image='random'):
 
 
 # ------------------------------------------------------------------------------------------ memory
-def _reset_peak_rss():
-    """Reset the kernel's peak-RSS counter (VmHWM) so the peak covers the timed loop only (Linux)."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def _status_mib(field):
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def peak_memory_mib(device, peak_reset):
     """Peak memory in MiB and how it was measured."""
+    from ovseg.utils.process_memory import rss_mib
     if str(device).startswith('cuda'):
         return torch.cuda.max_memory_allocated() / 2**20, 'torch.cuda.max_memory_allocated'
-    if peak_reset and _status_mib('VmHWM') is not None:
-        return _status_mib('VmHWM'), 'peak RSS of the timed loop (VmHWM)'
+    peak = rss_mib('VmHWM')
+    if peak_reset and not math.isnan(peak):
+        return peak, 'peak RSS of the timed loop (VmHWM)'
     # ru_maxrss is in KiB on Linux and covers the whole process (model building included).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'peak RSS of the process (ru_maxrss)'
 
@@ -306,6 +290,7 @@ def _reference_memory(model, args, batch):
 
 def run_benchmark(model, args):
     """Warm up, then time ``args.repeats`` batches; return the results dict (per-image figures)."""
+    from ovseg.utils.process_memory import reset_peak_rss, rss_mib
     from ovseg.utils.stage_timer import StageTimer, sync as _sync
     device, batch_size = args.device, args.batch
     text_s = _time_text(model, device)
@@ -317,8 +302,8 @@ def run_benchmark(model, args):
     timer = StageTimer(model, device) if not args.no_stages else None
     if str(device).startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
-    rss_before = _status_mib('VmRSS')
-    peak_reset = _reset_peak_rss()
+    rss_before = rss_mib('VmRSS')
+    peak_reset = reset_peak_rss()
     times = []
     cpu_start = time.process_time()
     with torch.no_grad():

@@ -57,17 +57,6 @@ def load_test_image(size):
     return np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC))
 
 
-def _peak_rss_mib():
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float('nan')
-
-
 def _timed(fn, repeats):
     """(result of the last call, fastest wall seconds, CPU seconds of that call)."""
     best = None
@@ -105,6 +94,7 @@ def measure(prompter, image, prompts, args, precision):
 
 def main(argv=None):
     args = parse_args(argv)
+    from ovseg.utils.process_memory import rss_mib  # after --help
     if args.threads:
         torch.set_num_threads(args.threads)
     from ovseg.models.proposals import SAM3TextPrompter
@@ -128,7 +118,7 @@ def main(argv=None):
                                    for k in classes}
         part['prompt_share'] = {k: k * part['per_prompt_s'] / part['per_image_s'][k] for k in classes}
         part['vocabulary_text_s'] = {k: k * part['text_per_prompt_s'] for k in classes}
-        part['peak_rss_mib'] = _peak_rss_mib()
+        part['peak_rss_mib'] = rss_mib('VmHWM')
         results[precision] = part
     print(json.dumps(results, indent=2))
     if args.json:

@@ -84,25 +84,9 @@ def build_sam(args):
     return SAMPredictor(arch=args.arch, checkpoint=args.checkpoint, image_size=args.sam_input_size).eval()
 
 
-def _reset_peak_rss():
-    try:  # Linux: writing 5 resets the peak RSS (VmHWM) of this process
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def _rss_mib(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    return float('nan')
-
-
 def run_one(args):
     """Child process: one generator on the image; masks and figures written to ``args.out``."""
+    from ovseg.utils.process_memory import reset_peak_rss, rss_mib
     if args.threads:
         torch.set_num_threads(args.threads)
     image = load_test_image(args.image, args.size)
@@ -122,12 +106,12 @@ def run_one(args):
         start, cpu_start = time.perf_counter(), time.process_time()
         sam.embed_image(image)
         encoder_s, encoder_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    rss_before = _rss_mib('VmRSS')
-    reset = _reset_peak_rss()
+    rss_before = rss_mib('VmRSS')
+    reset = reset_peak_rss()
     start, cpu_start = time.perf_counter(), time.process_time()
     out = run(image)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    peak = _rss_mib('VmHWM')
+    peak = rss_mib('VmHWM')
     if args.run_one == 'stock':
         masks = np.stack([r['segmentation'] for r in out]) if out else np.zeros((0,) + image.shape[:2], bool)
         iou = np.array([r['predicted_iou'] for r in out], np.float32)

@@ -84,36 +84,20 @@ def make_input(model, cfg, shape):
     return x, sample
 
 
-def _reset_peak():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def _rss_mib(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    return float('nan')
-
-
 def measure_once(model, x, sample, precision):
     """One timed ``predict``: (seconds, {stage: ms}, peak growth MiB)."""
+    from ovseg.utils.process_memory import reset_peak_rss, rss_mib
     import torch
     from ovseg.utils.stage_timer import StageTimer
     model.precision = precision
     timer = StageTimer(model, 'cpu')
-    base = _rss_mib('VmRSS')
-    reset = _reset_peak()
+    base = rss_mib('VmRSS')
+    reset = reset_peak_rss()
     start = time.perf_counter()
     with torch.no_grad():
         model.predict(x, [sample.clone()])
     seconds = time.perf_counter() - start
-    peak = (_rss_mib('VmHWM') - base) if reset else float('nan')
+    peak = (rss_mib('VmHWM') - base) if reset else float('nan')
     timer.remove()
     split = timer.split_ms(seconds, 1)
     stages = {label: sum(split.get(name, 0.0) for name in names) for label, names in STAGES.items()}
