@@ -30,10 +30,10 @@ from ovseg.models.backbones.corrclip_affinity import merge_regions, nearest_labe
 from ovseg.models.proposals.label_maps import map_correction
 from ovseg.models.utils.query_rules import query_probabilities
 from ovseg.models.utils.vfm_input import clip_to_vfm_input
-from ovseg.testing import (EPS32, assert_close, assert_equal_away_from_ties, parity_dir, softmax_error_model,
-                           threshold_margin, tolerance_for, top2_margin)
-from ovseg.testing.vfm_parity import (case_arrays, cases, configure_corrclip, corrclip_segmentor, manifest,
-                                     sample_for, segmentor_input, vfm_intermediates)
+from ovseg.testing import (EPS32, assert_close, assert_equal_away_from_ties, parity_dir, threshold_margin,
+                           tolerance_for, top2_margin)
+from ovseg.testing.vfm_parity import (assert_prediction_rule_on_fixture_logits, case_arrays, cases, configure_corrclip,
+                                      corrclip_segmentor, manifest, sample_for, segmentor_input, vfm_intermediates)
 
 FOLDER = 'corrclip'
 MLP = 3072
@@ -84,22 +84,6 @@ def _window0(case):
         lowres = torch.einsum('bchw,qc->bqhw', F.normalize(feats.dense, dim=1), emb)[0]
     return dict(vfm=vfm, affinity=affinity, layout=layout, extra=extra, result=result, dense=feats.dense[0],
                 lowres=lowres.numpy())
-
-
-def _assert_prediction_rule_on_fixture_logits(logits, expected, emb, scale, prob_thd, name):
-    """The prediction step replayed on the fixture's own (query, H, W) logits: only the float32 rounding of
-    ``softmax(scale * logits)`` separates it from the reference, so every pixel farther than that bound from
-    a tie or from ``prob_thd`` must match. This checks the decision rule itself on every case, however flat
-    the random-weight scores are; the end-to-end prediction is then compared away from the (much wider)
-    ties that the whole network's error bound allows."""
-    logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-    probs, pred, _ = query_probabilities(logits, emb.synonym_to_class, emb.num_classes, scale, None, prob_thd)
-    raw = probs.numpy()
-    margin = top2_margin(raw, axis=0)
-    if prob_thd > 0:
-        margin = np.minimum(margin, threshold_margin(raw.max(axis=0), prob_thd))
-    tol = tolerance_for(raw, **softmax_error_model(dict(depth=2, width=1), logits.numpy() * scale))
-    assert_equal_away_from_ties(pred[0].numpy(), expected, margin, tol, name=name)
 
 
 @pytest.mark.parametrize('case', cases(FOLDER))
@@ -261,7 +245,7 @@ def test_parity_corrclip_prediction(case):
     tol = assert_close(probs[:, ::4, ::4], fx['seg_prob_sub'], depth=depth + 3, width=MLP, scale=scale,
                        name='seg_probs')
     emb = model.class_embeddings()
-    _assert_prediction_rule_on_fixture_logits(fx['seg_logits_sub'], fx['pred_thd'][::4, ::4], emb, scale,
+    assert_prediction_rule_on_fixture_logits(fx['seg_logits_sub'], fx['pred_thd'][::4, ::4], emb, scale,
                                               model.prob_thd, name='pred_thd (rule on the fixture logits)')
     raw, pred, _ = query_probabilities(resized, emb.synonym_to_class, emb.num_classes, scale, None, model.prob_thd)
     margin = np.minimum(top2_margin(raw.numpy(), axis=0), threshold_margin(raw.numpy().max(axis=0), model.prob_thd))

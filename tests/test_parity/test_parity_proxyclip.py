@@ -30,11 +30,11 @@ from ovseg.models.backbones.vit_towers import vit_tower
 from ovseg.models.backbones.vit_walker import walk
 from ovseg.models.utils.query_rules import query_probabilities
 from ovseg.models.utils.vfm_input import clip_to_vfm_input
-from ovseg.testing import (EPS32, assert_close, assert_equal_away_from_ties, parity_dir, softmax_error_model,
-                           threshold_margin, tolerance_for, top2_margin)
+from ovseg.testing import (EPS32, assert_close, assert_equal_away_from_ties, parity_dir, threshold_margin,
+                           tolerance_for, top2_margin)
 from ovseg.models.segmentors.proxyclip_segmentor import proxy_affinity
-from ovseg.testing.vfm_parity import (case_arrays, cases, configure_proxyclip, manifest, proxyclip_segmentor,
-                                     segmentor_input, vfm_intermediates)
+from ovseg.testing.vfm_parity import (assert_prediction_rule_on_fixture_logits, case_arrays, cases, configure_proxyclip,
+                                      manifest, proxyclip_segmentor, segmentor_input, vfm_intermediates)
 
 FOLDER = 'proxyclip'
 MLP = 3072
@@ -85,22 +85,6 @@ def _window(fx, j):
 
 def _depths(man, model):
     return man['model']['clip']['open_clip_config']['vision_cfg']['layers'], model.vfm.depth
-
-
-def _assert_prediction_rule_on_fixture_logits(logits, expected, emb, scale, prob_thd, name):
-    """The prediction step replayed on the fixture's own (query, H, W) logits: only the float32 rounding of
-    ``softmax(scale * logits)`` separates it from the reference, so every pixel farther than that bound from
-    a tie or from ``prob_thd`` must match. This checks the decision rule itself on every case, however flat
-    the random-weight scores are; the end-to-end prediction is then compared away from the (much wider)
-    ties that the whole network's error bound allows."""
-    logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-    probs, pred, _ = query_probabilities(logits, emb.synonym_to_class, emb.num_classes, scale, None, prob_thd)
-    raw = probs.numpy()
-    margin = top2_margin(raw, axis=0)
-    if prob_thd > 0:
-        margin = np.minimum(margin, threshold_margin(raw.max(axis=0), prob_thd))
-    tol = tolerance_for(raw, **softmax_error_model(dict(depth=2, width=1), logits.numpy() * scale))
-    assert_equal_away_from_ties(pred[0].numpy(), expected, margin, tol, name=name)
 
 
 @pytest.mark.parametrize('case', cases(FOLDER))
@@ -251,7 +235,7 @@ def test_parity_proxyclip_stitched_and_prediction(case):
     margin = top2_margin(raw, axis=0)
     if model.prob_thd > 0:
         margin = np.minimum(margin, threshold_margin(raw.max(axis=0), model.prob_thd))
-    _assert_prediction_rule_on_fixture_logits(fx[key], fx['pred'][::step, ::step], emb, scale, model.prob_thd,
+    assert_prediction_rule_on_fixture_logits(fx[key], fx['pred'][::step, ::step], emb, scale, model.prob_thd,
                                               name='pred (rule on the fixture logits)')
     keep = ~affected & (fx['pred_fragile'] == 0)
     # flat random-weight scores: the share of pixels within the whole network's error bound of a tie
